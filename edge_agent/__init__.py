@@ -1,0 +1,37 @@
+"""The anju edge agent: the gateway daemon between device drivers and the broker."""
+
+from __future__ import annotations
+
+from edge_agent.agent import DriverState, EdgeAgent, agent_version
+from edge_agent.config import (
+    BatchSettings,
+    GatewayConfig,
+    MqttSettings,
+    PrivacySettings,
+    load_gateway_config,
+    parse_gateway_config,
+)
+from edge_agent.errors import ConfigError, EdgeError, QueueError
+from edge_agent.pseudonym import Pseudonymiser
+from edge_agent.queue import MemoryQueue, OutboundQueue, Priority, QueuedMessage, QueueStats
+
+__all__ = [
+    "BatchSettings",
+    "ConfigError",
+    "DriverState",
+    "EdgeAgent",
+    "EdgeError",
+    "GatewayConfig",
+    "MemoryQueue",
+    "MqttSettings",
+    "OutboundQueue",
+    "Priority",
+    "PrivacySettings",
+    "Pseudonymiser",
+    "QueueError",
+    "QueueStats",
+    "QueuedMessage",
+    "agent_version",
+    "load_gateway_config",
+    "parse_gateway_config",
+]

@@ -1,0 +1,382 @@
+"""The gateway daemon: runs drivers, batches telemetry, queues and publishes, handles acks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import shutil
+import ssl
+import time
+import uuid
+from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import aiomqtt
+from pydantic import ValidationError
+
+from device_drivers import (
+    Clock,
+    DeviceEvent,
+    DriverConfig,
+    Sample,
+    SystemClock,
+    create_driver,
+)
+from edge_agent.config import GatewayConfig
+from edge_agent.pseudonym import Pseudonymiser
+from edge_agent.queue import MemoryQueue, OutboundQueue, Priority
+from wire import (
+    Ack,
+    Channel,
+    Command,
+    DataBatch,
+    DecodeError,
+    Event,
+    GatewayState,
+    GatewayTopics,
+    Health,
+    Reading,
+    Reply,
+    TopicError,
+    decode_as,
+    encode,
+    is_life_safety,
+    parse_topic,
+    validate_event_data,
+)
+
+logger = logging.getLogger(__name__)
+
+_SEND_CHUNK = 200
+
+
+def agent_version() -> str:
+    """Version string sent in the birth message."""
+    try:
+        return f"anju-edge/{version('anju')}"
+    except PackageNotFoundError:
+        return "anju-edge/dev"
+
+
+class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside the task group to end :meth:`EdgeAgent.run`."""
+
+
+@dataclasses.dataclass(slots=True)
+class DriverState:
+    """What the agent knows of one driver instance."""
+
+    state: str = "starting"
+    restarts: int = 0
+    last_error: str | None = None
+
+
+class EdgeAgent:
+    """One gateway's agent.
+
+    ``run()`` returns when :meth:`stop` is called.  The queue is injectable so the durable
+    store-and-forward queue can replace the in-memory one.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Clock | None = None,
+        queue: OutboundQueue | None = None,
+    ) -> None:
+        self.config = config
+        self.topics = GatewayTopics(config.site, config.gateway)
+        self.session = uuid.uuid4().hex[:16]
+        self._clock: Clock = clock or SystemClock()
+        self._queue: OutboundQueue = queue or MemoryQueue()
+        secret = config.privacy.site_secret
+        if secret is None and not config.privacy.send_raw_credentials:
+            msg = "privacy.site_secret is required (use ${ANJU_SITE_SECRET})"
+            raise ValueError(msg)
+        self._pseudonymiser = Pseudonymiser(
+            secret.get_secret_value().encode() if secret else b"",
+            send_raw=config.privacy.send_raw_credentials,
+        )
+        self._buffer: list[Reading] = []
+        self._buffer_since: float | None = None
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._connected = asyncio.Event()
+        self.counters: Counter[str] = Counter()
+        self.drivers: dict[str, DriverState] = {d.id: DriverState() for d in config.drivers}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; then flush the batch and say goodbye on the state topic."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for driver_config in self.config.drivers:
+                    tg.create_task(
+                        self._supervise(driver_config), name=f"driver[{driver_config.id}]"
+                    )
+                tg.create_task(self._batch_loop(), name="batcher")
+                tg.create_task(self._connection_loop(), name="mqtt")
+                tg.create_task(self._wait_stop(), name="stop")
+        except* _Stop:
+            pass
+        finally:
+            self._flush_batch()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stopping.set()
+
+    async def _wait_stop(self) -> None:
+        await self._stopping.wait()
+        raise _Stop
+
+    @property
+    def connected(self) -> bool:
+        """Whether the agent currently has a broker connection."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Return once connected to the broker."""
+        await self._connected.wait()
+
+    # -- drivers ---------------------------------------------------------------------------
+
+    async def _supervise(self, driver_config: DriverConfig) -> None:
+        state = self.drivers[driver_config.id]
+        backoff = 1.0
+        while True:
+            driver = create_driver(driver_config, clock=self._clock)
+            try:
+                async with driver:
+                    state.state = "running"
+                    backoff = 1.0
+                    async for output in driver.outputs():
+                        self._accept(output)
+                state.last_error = "driver ended"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failing driver must never stop the agent
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("driver %s failed: %s", driver_config.id, state.last_error)
+            state.state = "backoff"
+            state.restarts += 1
+            self.counters["driver_restarts"] += 1
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, 60.0)
+
+    def _accept(self, output: Sample | DeviceEvent) -> None:
+        if isinstance(output, Sample):
+            self._accept_sample(output)
+        else:
+            self._accept_event(output)
+
+    def _accept_sample(self, sample: Sample) -> None:
+        try:
+            reading = Reading(dev=sample.device, ts=sample.ts_ms, values=dict(sample.values))
+        except ValidationError as exc:
+            self.counters["rejected_samples"] += 1
+            logger.debug("rejected sample of %s: %s", sample.device, exc.errors()[0]["msg"])
+            return
+        self.counters["samples"] += 1
+        if not self._buffer:
+            self._buffer_since = time.monotonic()
+        self._buffer.append(reading)
+        if len(self._buffer) >= self.config.batch.max_readings:
+            self._flush_batch()
+
+    def _accept_event(self, event: DeviceEvent) -> None:
+        data = dict(event.data)
+        if event.credential is not None:
+            # The raw number is dropped here: only the pseudonym is queued or published.
+            data["credential"] = self._pseudonymiser.pseudonym(event.credential)
+        try:
+            data = validate_event_data(event.kind, data)
+        except DecodeError as exc:
+            self.counters["rejected_events"] += 1
+            logger.warning("rejected %s event of %s: %s", event.kind, event.device, exc)
+            return
+        priority = Priority.LIFE_SAFETY if is_life_safety(event.kind) else Priority.EVENT
+        self.counters["events"] += 1
+
+        def build(seq: int) -> bytes:
+            return encode(
+                Event(
+                    session=self.session,
+                    seq=seq,
+                    dev=event.device,
+                    ts=event.ts_ms,
+                    kind=event.kind,
+                    data=data,
+                )
+            )
+
+        self._queue.append(Channel.EVENT, priority, build, self._clock.now_ms())
+        self._wakeup.set()
+
+    def _flush_batch(self) -> None:
+        if not self._buffer:
+            return
+        readings, self._buffer = self._buffer, []
+        self._buffer_since = None
+
+        def build(seq: int) -> bytes:
+            return encode(DataBatch(session=self.session, seq=seq, readings=readings))
+
+        self._queue.append(Channel.DATA, Priority.TELEMETRY, build, self._clock.now_ms())
+        self.counters["batches"] += 1
+        self._wakeup.set()
+
+    async def _batch_loop(self) -> None:
+        max_delay = self.config.batch.max_delay_s
+        while True:
+            since = self._buffer_since
+            if since is None:
+                await asyncio.sleep(max_delay / 4)
+                continue
+            remaining = since + max_delay - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            self._flush_batch()
+
+    # -- broker ----------------------------------------------------------------------------
+
+    def _client(self) -> aiomqtt.Client:
+        mqtt = self.config.mqtt
+        offline = GatewayState(
+            online=False, ts=self._clock.now_ms(), session=self.session, agent=agent_version()
+        )
+        tls_context = None
+        if mqtt.tls_ca_file is not None:
+            tls_context = ssl.create_default_context(cafile=str(mqtt.tls_ca_file))
+            if mqtt.tls_cert_file is not None:
+                tls_context.load_cert_chain(str(mqtt.tls_cert_file), mqtt.tls_key_file)
+        return aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            identifier=f"anju-gw-{self.config.site}-{self.config.gateway}",
+            username=mqtt.username or self.config.gateway,
+            password=mqtt.password.get_secret_value() if mqtt.password else None,
+            keepalive=mqtt.keepalive_s,
+            clean_session=True,
+            will=aiomqtt.Will(self.topics.state, encode(offline), qos=1, retain=True),
+            tls_context=tls_context,
+            logger=logging.getLogger("edge_agent.mqtt"),
+        )
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self._client() as client:
+                    attempt = 0
+                    await self._on_connected(client)
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._send_loop(client), name="sender")
+                        tg.create_task(self._receive_loop(client), name="receiver")
+                        tg.create_task(self._health_loop(client), name="health")
+            except* aiomqtt.MqttError as group:
+                self.counters["disconnects"] += 1
+                logger.warning("broker connection lost: %s", group.exceptions[0])
+            self._connected.clear()
+            attempt += 1
+            cap = self.config.mqtt.reconnect_max_s
+            await asyncio.sleep(min(cap, 0.5 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0))
+
+    async def _on_connected(self, client: aiomqtt.Client) -> None:
+        # Subscribe before announcing, so no ack or command can slip past.
+        await client.subscribe([(self.topics.ack, 1), (self.topics.cmd_filter, 1)])
+        birth = GatewayState(
+            online=True,
+            ts=self._clock.now_ms(),
+            session=self.session,
+            agent=agent_version(),
+            config_hash=self.config.config_hash(),
+        )
+        await client.publish(self.topics.state, encode(birth), qos=1, retain=True)
+        # Whatever was in flight on the old connection may be lost: send it again.
+        self._queue.resend_unacked()
+        self._connected.set()
+        self._wakeup.set()
+        logger.info("connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        resend_ms = int(self.config.resend_after_s * 1000)
+        topic_of = {Channel.DATA: self.topics.data, Channel.EVENT: self.topics.event}
+        while True:
+            messages = self._queue.take_unsent(_SEND_CHUNK)
+            if not messages:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.resend_after_s / 2):
+                        await self._wakeup.wait()
+                # The hub may have lost what it never acknowledged (a restart): offer it again.
+                self._queue.resend_unacked(min_age_ms=resend_ms)
+                continue
+            for message in messages:
+                await client.publish(topic_of[message.channel], message.payload, qos=1)
+                self.counters["published"] += 1
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = bytes(message.payload)
+            try:
+                address = parse_topic(str(message.topic))
+                if address.channel is Channel.ACK:
+                    ack = decode_as(Ack, payload)
+                    self.counters["acked"] += self._queue.ack(ack.seq)
+                elif address.channel is Channel.CMD and address.command is not None:
+                    command = decode_as(Command, payload)
+                    reply = self._handle_command(address.command, command)
+                    await client.publish(self.topics.reply, encode(reply), qos=1)
+            except (DecodeError, TopicError) as exc:
+                self.counters["rejected_downlink"] += 1
+                logger.warning("ignored message on %s: %s", message.topic, exc)
+
+    def _handle_command(self, name: str, command: Command) -> Reply:
+        now = self._clock.now_ms()
+        if name == "ping":
+            return Reply(id=command.id, ts=now, ok=True, result={"pong": now})
+        if name == "log_level":
+            level = str(command.args.get("level", "")).upper()
+            if level in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+                logging.getLogger().setLevel(level)
+                return Reply(id=command.id, ts=now, ok=True, result={"level": level})
+            return Reply(id=command.id, ts=now, ok=False, error=f"unknown level {level!r}")
+        return Reply(id=command.id, ts=now, ok=False, error=f"unknown command {name!r}")
+
+    async def _health_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await client.publish(self.topics.health, encode(self.health()), qos=0)
+            await asyncio.sleep(self.config.health_interval_s)
+
+    def health(self) -> Health:
+        """The agent's self-metrics."""
+        stats = self._queue.stats()
+        now = self._clock.now_ms()
+        oldest_age = 0.0 if stats.oldest_created_ms is None else (now - stats.oldest_created_ms)
+        return Health(
+            ts=now,
+            session=self.session,
+            queue_depth=stats.depth,
+            oldest_age_s=max(0.0, oldest_age / 1000),
+            dropped=stats.dropped,
+            drivers={name: s.state for name, s in self.drivers.items()},
+            counters=dict(self.counters),
+            disk_free_bytes=shutil.disk_usage(Path.cwd()).free,
+            cpu_temp_c=_cpu_temperature(),
+        )
+
+
+def _cpu_temperature() -> float | None:
+    zone = Path("/sys/class/thermal/thermal_zone0/temp")
+    try:
+        return int(zone.read_text()) / 1000
+    except (OSError, ValueError):
+        return None

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from device_drivers import DriverConfig, DriverError, parse_driver_config
 from edge_agent.errors import ConfigError
-from edge_agent.secrets import expand_placeholders
+from wire.placeholders import expand_placeholders
 from wire.topics import ID_PATTERN
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]

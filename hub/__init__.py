@@ -1,0 +1,1 @@
+"""The anju hub: ingest, registry, storage, alerts and notifiers."""

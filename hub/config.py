@@ -1,0 +1,126 @@
+"""The hub's configuration, parsed once into frozen models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from hub.errors import ConfigError
+from wire.placeholders import expand_placeholders
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HubMqttSettings(_Frozen):
+    """How the hub reaches the broker."""
+
+    host: str = Field(default="127.0.0.1", description="broker host")
+    port: int = Field(default=1883, ge=1, le=65535, description="broker port")
+    username: str | None = Field(default=None, description="the hub's MQTT user")
+    password: SecretStr | None = Field(default=None, description="use ${ENV} placeholders")
+    client_id: str = Field(default="anju-hub", description="fixed, for a persistent session")
+    tls_ca_file: Path | None = Field(default=None, description="CA bundle; enables TLS")
+
+
+class InfluxSettings(_Frozen):
+    """An InfluxDB v2 write endpoint (InfluxDB 2.x/3.x, 1.8+, or VictoriaMetrics)."""
+
+    url: str = Field(description="base URL, e.g. http://127.0.0.1:8086")
+    token: SecretStr = Field(default=SecretStr(""), description="use ${INFLUX_TOKEN}")
+    org: str = Field(default="anju", description="organisation")
+    bucket: str = Field(default="anju", description="bucket (database)")
+    timeout_s: Seconds = Field(default=10.0, description="per write request")
+
+
+class IngestSettings(_Frozen):
+    """How the hub validates and batches what gateways send."""
+
+    flush_interval_s: Seconds = Field(default=0.2, description="time-series write period")
+    max_batch_lines: int = Field(default=20_000, ge=1, description="flush at this many points")
+    max_future_skew_s: Seconds = Field(
+        default=300.0, description="readings stamped further ahead than this are quarantined"
+    )
+    quarantine_keep: int = Field(default=10_000, ge=100, description="rows kept for inspection")
+
+
+class WebhookSettings(_Frozen):
+    """A generic webhook that receives Alertmanager-compatible payloads."""
+
+    name: str = Field(description="shown in logs and delivery records")
+    url: str = Field(description="receiver URL")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers")
+    timeout_s: Seconds = Field(default=5.0, description="per request")
+
+
+class NotifierSettings(_Frozen):
+    """Where alerts go."""
+
+    webhooks: tuple[WebhookSettings, ...] = Field(default=(), description="webhook receivers")
+    log: bool = Field(default=True, description="also write every notification to the log")
+
+
+class HubConfig(_Frozen):
+    """Everything a hub needs to run."""
+
+    site_file: Path = Field(description="the site's registry (grids, buildings, devices, people)")
+    rules: tuple[Path, ...] = Field(default=(), description="rule files or directories")
+    data_dir: Path = Field(default=Path("var/hub"), description="SQLite files live here")
+    mqtt: HubMqttSettings = Field(default_factory=HubMqttSettings)
+    influx: InfluxSettings | None = Field(
+        default=None, description="time-series store; absent means the embedded SQLite store"
+    )
+    retention_days: float = Field(default=30, gt=0, description="embedded store retention")
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
+
+    def rule_files(self) -> list[Path]:
+        """Every rule file named directly or found in a named directory."""
+        files: list[Path] = []
+        for path in self.rules:
+            files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+        return files
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    # Relative paths in a config file are relative to that file, not to the working directory.
+    out = dict(data)
+    for key in ("site_file", "data_dir"):
+        if isinstance(out.get(key), str):
+            out[key] = str(base / out[key])
+    if isinstance(out.get("rules"), list):
+        out["rules"] = [str(base / p) if isinstance(p, str) else p for p in out["rules"]]
+    return out
+
+
+def parse_hub_config(data: Any, *, source: str = "<config>", base: Path | None = None) -> HubConfig:
+    """Validate a parsed YAML tree; errors name the source and the field."""
+    try:
+        expanded = expand_placeholders(data, source=source)
+    except KeyError as exc:
+        raise ConfigError(source, "$", str(exc.args[0])) from None
+    if isinstance(expanded, dict) and base is not None:
+        expanded = _resolve_paths(expanded, base)
+    try:
+        return HubConfig.model_validate(expanded)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "$"
+        raise ConfigError(source, field, err["msg"]) from None
+
+
+def load_hub_config(path: Path) -> HubConfig:
+    """Load and validate a hub config file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), "$", f"cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "$", f"not valid YAML: {exc}") from None
+    return parse_hub_config(data, source=str(path), base=path.parent)

@@ -1,1 +1,63 @@
-"""The anju hub: ingest, registry, storage, alerts and notifiers."""
+"""The anju hub: ingest, registry, storage sinks, alert lifecycle and notifiers."""
+
+from __future__ import annotations
+
+from hub.alerts import AlertManager, alert_id
+from hub.app import Hub, RulesBridge, hub_version
+from hub.config import (
+    HubConfig,
+    HubMqttSettings,
+    InfluxSettings,
+    IngestSettings,
+    NotifierSettings,
+    WebhookSettings,
+    load_hub_config,
+    parse_hub_config,
+)
+from hub.errors import ConfigError, HubError, RegistryError, SinkError
+from hub.ingest import GatewayStatus, Ingestor, SeqWindow
+from hub.notifiers import LogNotifier, Notification, Notifier, NotifyError, WebhookNotifier
+from hub.registry import DeviceInfo, Registry, SiteFile, load_site, parse_site
+from hub.sinks import InfluxSink, Point, SqliteSink, TimeSeriesSink
+from hub.store import AlertRecord, HubStore, QuarantineEntry, StoredEvent
+
+__all__ = [
+    "AlertManager",
+    "AlertRecord",
+    "ConfigError",
+    "DeviceInfo",
+    "GatewayStatus",
+    "Hub",
+    "HubConfig",
+    "HubError",
+    "HubMqttSettings",
+    "HubStore",
+    "InfluxSettings",
+    "InfluxSink",
+    "IngestSettings",
+    "Ingestor",
+    "LogNotifier",
+    "Notification",
+    "Notifier",
+    "NotifierSettings",
+    "NotifyError",
+    "Point",
+    "QuarantineEntry",
+    "Registry",
+    "RegistryError",
+    "RulesBridge",
+    "SeqWindow",
+    "SinkError",
+    "SiteFile",
+    "SqliteSink",
+    "StoredEvent",
+    "TimeSeriesSink",
+    "WebhookNotifier",
+    "WebhookSettings",
+    "alert_id",
+    "hub_version",
+    "load_hub_config",
+    "load_site",
+    "parse_hub_config",
+    "parse_site",
+]

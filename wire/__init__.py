@@ -29,6 +29,7 @@ from wire.payloads import (
     Reply,
 )
 from wire.topics import (
+    GATEWAY_UPLINK_CHANNELS_FILTERS,
     HUB_STATE_TOPIC,
     ROOT,
     Channel,
@@ -44,6 +45,7 @@ __all__ = [
     "DEVICE_TAGS",
     "EVENT_SPECS",
     "EVENT_TAGS",
+    "GATEWAY_UPLINK_CHANNELS_FILTERS",
     "HUB_STATE_TOPIC",
     "LIFE_SAFETY_KINDS",
     "MAX_PAYLOAD_BYTES",

@@ -1,5 +1,7 @@
-"""Config placeholders shared by every anju daemon: secrets come from the environment or a
-credentials directory, never from a checked-in file."""
+"""Config placeholders shared by every anju daemon.
+
+Secrets come from the environment or a credentials directory, never from a checked-in file.
+"""
 
 from __future__ import annotations
 

@@ -116,6 +116,9 @@ def uplink_filter(channel: Channel, site: str = "+") -> str:
     return f"{ROOT}/{site}/+/{channel.value}"
 
 
+GATEWAY_UPLINK_CHANNELS_FILTERS = tuple(uplink_filter(c) for c in GATEWAY_UPLINK_CHANNELS)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TopicAddress:
     """A parsed gateway topic."""

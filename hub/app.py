@@ -1,0 +1,181 @@
+"""The hub daemon: wires the registry, ingest, storage, rules, alerts and the broker together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from hub.alerts import AlertManager
+from hub.config import HubConfig
+from hub.ingest import Ingestor, RuleSink, now_ms
+from hub.mqtt import HubMqtt
+from hub.notifiers import LogNotifier, Notifier, WebhookNotifier
+from hub.registry import DeviceInfo, Registry, load_site
+from hub.sinks import InfluxSink, SqliteSink, TimeSeriesSink
+from hub.store import HubStore
+from rules import Engine, RuleSet, Subject, load_rules
+from wire import Ack, GatewayTopics, encode
+
+logger = logging.getLogger(__name__)
+
+_TICK_S = 1.0
+
+
+def hub_version() -> str:
+    """Version string of the hub."""
+    try:
+        return f"anju-hub/{version('anju')}"
+    except PackageNotFoundError:
+        return "anju-hub/dev"
+
+
+class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    pass
+
+
+class RulesBridge(RuleSink):
+    """Feeds accepted data to the rules engine and its transitions to the alert manager.
+
+    Rules run on data time: ``tick`` uses the newest timestamp seen, so a replayed or
+    time-compressed stream resolves alerts exactly as it would have live.
+    """
+
+    def __init__(self, engine: Engine, alerts: AlertManager) -> None:
+        self.engine = engine
+        self._alerts = alerts
+        self._subjects: dict[str, Subject] = {}
+        self.data_time_ms = 0
+
+    def _subject(self, device: DeviceInfo) -> Subject:
+        subject = self._subjects.get(device.id)
+        if subject is None:
+            subject = self._subjects[device.id] = Subject(device.id, device.labels)
+        return subject
+
+    def on_reading(self, device: DeviceInfo, ts_ms: int, values: Mapping[str, float]) -> None:
+        """Evaluate a reading."""
+        self.data_time_ms = max(self.data_time_ms, ts_ms)
+        transitions = self.engine.on_reading(self._subject(device), ts_ms, values)
+        if transitions:
+            self._alerts.submit(transitions)
+
+    def on_event(self, device: DeviceInfo, ts_ms: int, kind: str, data: Mapping[str, Any]) -> None:
+        """Evaluate an event."""
+        self.data_time_ms = max(self.data_time_ms, ts_ms)
+        transitions = self.engine.on_event(self._subject(device), ts_ms, kind, data)
+        if transitions:
+            self._alerts.submit(transitions)
+
+    def tick(self) -> None:
+        """Let time-based transitions (auto-resolve) happen."""
+        if self.data_time_ms:
+            transitions = self.engine.tick(self.data_time_ms)
+            if transitions:
+                self._alerts.submit(transitions)
+
+
+class Hub:
+    """One community's hub.  ``run()`` returns after :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        rules: RuleSet | None = None,
+        sink: TimeSeriesSink | None = None,
+        notifiers: Iterable[Notifier] = (),
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.config = config
+        self.registry = Registry(load_site(config.site_file))
+        self.store = HubStore(config.data_dir / "hub.sqlite3")
+        self.store.save_registry(self.registry)
+        ruleset = rules if rules is not None else load_rules(config.rule_files())
+        self.sink: TimeSeriesSink = sink or _make_sink(config)
+        channels: list[Notifier] = [LogNotifier()] if config.notifiers.log else []
+        channels += [
+            WebhookNotifier(w.name, w.url, headers=dict(w.headers), timeout_s=w.timeout_s)
+            for w in config.notifiers.webhooks
+        ]
+        channels += list(notifiers)
+        self.alerts = AlertManager(
+            store=self.store, registry=self.registry, notifiers=channels, clock_ms=clock_ms
+        )
+        self.rules = RulesBridge(Engine(ruleset), self.alerts)
+        ingest = config.ingest
+        self.ingestor = Ingestor(
+            registry=self.registry,
+            store=self.store,
+            sink=self.sink,
+            rules=self.rules,
+            publish_ack=self._publish_ack,
+            flush_interval_s=ingest.flush_interval_s,
+            max_batch_lines=ingest.max_batch_lines,
+            max_future_skew_s=ingest.max_future_skew_s,
+            quarantine_keep=ingest.quarantine_keep,
+            clock_ms=clock_ms,
+        )
+        self.mqtt = HubMqtt(config.mqtt, self.ingestor.handle, version=hub_version())
+        self._ack_topics = {
+            gw: GatewayTopics(self.registry.site_id, gw).ack for gw in self.registry.gateways
+        }
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def _publish_ack(self, gateway: str, ack: Ack) -> None:
+        self.mqtt.publish(self._ack_topics[gateway], encode(ack), qos=1)
+
+    async def run(self) -> None:
+        """Connect, ingest and alert until :meth:`stop`; then flush and disconnect cleanly."""
+        self.mqtt.start(asyncio.get_running_loop())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.ingestor.run_writer(), name="hub.writer")
+                tg.create_task(self.alerts.run(), name="hub.alerts")
+                tg.create_task(self._tick_loop(), name="hub.tick")
+                tg.create_task(self._wait_stop(), name="hub.stop")
+                self.started.set()
+        except* _Stop:
+            pass
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.ingestor.flush()
+                await self.alerts.wait_idle()
+        self.mqtt.stop()
+        await self.alerts.aclose()
+        await self.sink.aclose()
+        self.store.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stopping.set()
+
+    async def _wait_stop(self) -> None:
+        await self._stopping.wait()
+        raise _Stop
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_S)
+            self.rules.tick()
+
+
+def _make_sink(config: HubConfig) -> TimeSeriesSink:
+    if config.influx is not None:
+        influx = config.influx
+        return InfluxSink(
+            influx.url,
+            token=influx.token.get_secret_value(),
+            org=influx.org,
+            bucket=influx.bucket,
+            timeout_s=influx.timeout_s,
+        )
+    return SqliteSink(config.data_dir / "tsdb.sqlite3", retention_days=config.retention_days)

@@ -1,0 +1,428 @@
+"""The ingest path: validate, quarantine, deduplicate, enrich, evaluate rules, store, acknowledge.
+
+:meth:`Ingestor.handle` runs on the event loop for every message and never waits for I/O.
+Accepted points, events and quarantined messages are buffered; :meth:`Ingestor.run_writer`
+flushes them, and only after a flush has made a message durable does the hub acknowledge it to
+its gateway.  Rules run at ingest time, so alerts never wait behind storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from hub.errors import SinkError
+from hub.registry import DeviceInfo, Registry, line_protocol_tags
+from hub.sinks import Point, TimeSeriesSink
+from hub.store import HubStore, QuarantineEntry, StoredEvent
+from wire import (
+    Ack,
+    DataBatch,
+    DecodeError,
+    Event,
+    GatewayState,
+    Health,
+    Measurement,
+    Reply,
+    TopicError,
+    decode,
+    parse_topic,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class SeqWindow:
+    """Which seqs of one gateway were already accepted (bounded memory).
+
+    Seqs that fall out of the window raise the floor; anything at or below it counts as seen.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._size = size
+        self._seen: set[int] = set()
+        self._order: collections.deque[int] = collections.deque()
+        self._floor = -1
+
+    def check_and_add(self, seq: int) -> bool:
+        """Record ``seq``; return False if it was seen before."""
+        if seq <= self._floor or seq in self._seen:
+            return False
+        self._seen.add(seq)
+        self._order.append(seq)
+        if len(self._order) > self._size:
+            old = self._order.popleft()
+            self._seen.discard(old)
+            self._floor = max(self._floor, old)
+        return True
+
+
+@dataclasses.dataclass(slots=True)
+class GatewayStatus:
+    """What the hub knows of one gateway right now."""
+
+    online: bool = False
+    session: str | None = None
+    agent: str | None = None
+    config_hash: str | None = None
+    last_seen_ms: int | None = None
+    skew_ms: int | None = None
+    health: dict[str, Any] | None = None
+    window: SeqWindow = dataclasses.field(default_factory=SeqWindow)
+    inflight: set[int] = dataclasses.field(default_factory=set)
+    durable: list[int] = dataclasses.field(default_factory=list)
+    acked: int = -1
+    reack: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    """Everything received since the last flush."""
+
+    points: list[Point] = dataclasses.field(default_factory=list)
+    events: list[StoredEvent] = dataclasses.field(default_factory=list)
+    quarantine: list[QuarantineEntry] = dataclasses.field(default_factory=list)
+    seqs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    urgent: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.points or self.events or self.quarantine or self.seqs)
+
+
+class RuleSink:
+    """What the ingest path hands readings and events to (the rules engine, via the hub)."""
+
+    def on_reading(self, device: DeviceInfo, ts_ms: int, values: Mapping[str, float]) -> None:
+        """A reading was accepted."""
+
+    def on_event(self, device: DeviceInfo, ts_ms: int, kind: str, data: Mapping[str, Any]) -> None:
+        """An event was accepted."""
+
+
+class Ingestor:
+    """Turns broker messages into stored, acknowledged data and rule input."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        store: HubStore,
+        sink: TimeSeriesSink,
+        rules: RuleSink,
+        publish_ack: Callable[[str, Ack], None],
+        flush_interval_s: float = 0.2,
+        max_batch_lines: int = 20_000,
+        max_future_skew_s: float = 300.0,
+        quarantine_keep: int = 10_000,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.registry = registry
+        self._store = store
+        self._sink = sink
+        self._rules = rules
+        self._publish_ack = publish_ack
+        self._flush_interval = flush_interval_s
+        self._max_lines = max_batch_lines
+        self._max_future_ms = int(max_future_skew_s * 1000)
+        self._quarantine_keep = quarantine_keep
+        self._clock_ms = clock_ms
+        self._pending = _Pending()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.gateways: dict[str, GatewayStatus] = {gw: GatewayStatus() for gw in registry.gateways}
+        self.latest: dict[str, tuple[int, dict[str, float]]] = {}
+        self._gateway_tags = {
+            gw: line_protocol_tags({"site": registry.site_id, "gateway": gw}, ("site", "gateway"))
+            for gw in registry.gateways
+        }
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, received_ms: int | None = None) -> None:
+        """Process one message from the broker.  Never raises, never blocks."""
+        received = self._clock_ms() if received_ms is None else received_ms
+        self.counters["messages"] += 1
+        try:
+            address = parse_topic(topic)
+        except TopicError as exc:
+            self._quarantine(topic, None, "topic", exc.reason, payload, received)
+            return
+        gateway = address.gateway
+        if address.site != self.registry.site_id:
+            self._quarantine(
+                topic, gateway, "site", f"unknown site {address.site!r}", payload, received
+            )
+            return
+        status = self.gateways.get(gateway)
+        if status is None:
+            self._quarantine(
+                topic, gateway, "gateway", f"unknown gateway {gateway!r}", payload, received
+            )
+            return
+        try:
+            message = decode(address.channel, payload)
+        except DecodeError as exc:
+            self._quarantine(topic, gateway, exc.field, exc.reason, payload, received)
+            return
+        status.last_seen_ms = received
+        self._dispatch(topic, gateway, status, message, payload, received)
+
+    def _dispatch(
+        self,
+        topic: str,
+        gateway: str,
+        status: GatewayStatus,
+        message: BaseModel,
+        payload: bytes,
+        received: int,
+    ) -> None:
+        if isinstance(message, DataBatch):
+            if self._accept_seq(topic, gateway, status, message.seq, payload, received):
+                self._on_batch(topic, gateway, message, payload, received)
+        elif isinstance(message, Event):
+            if self._accept_seq(topic, gateway, status, message.seq, payload, received):
+                self._on_event(topic, gateway, message, payload, received)
+        elif isinstance(message, GatewayState):
+            self._on_state(gateway, status, message, received)
+        elif isinstance(message, Health):
+            self._on_health(gateway, status, message)
+        elif isinstance(message, Reply):
+            self.counters["replies"] += 1
+            logger.info("reply from %s: %s", gateway, message.model_dump())
+        else:  # ack or cmd published by someone else under a gateway's topic
+            self._quarantine(topic, gateway, "topic", "not an uplink channel", payload, received)
+
+    def _accept_seq(
+        self,
+        topic: str,
+        gateway: str,
+        status: GatewayStatus,
+        seq: int,
+        payload: bytes,
+        received: int,
+    ) -> bool:
+        if not status.window.check_and_add(seq):
+            self.counters["duplicates"] += 1
+            status.reack = True
+            # Stored already: record why it was dropped, and acknowledge it again, since the
+            # gateway evidently missed the first acknowledgement.
+            self._quarantine(
+                topic, gateway, "seq", f"duplicate seq {seq}", payload, received, seq=seq
+            )
+            return False
+        status.inflight.add(seq)
+        self._pending.seqs.setdefault(gateway, []).append(seq)
+        return True
+
+    def _check_device(
+        self, gateway: str, dev: str, ts: int, received: int
+    ) -> tuple[DeviceInfo | None, str, str]:
+        device = self.registry.devices.get(dev)
+        if device is None:
+            return None, "dev", f"unknown device {dev!r}"
+        if device.gateway != gateway:
+            return None, "dev", f"device {dev!r} belongs to gateway {device.gateway!r}"
+        if ts - received > self._max_future_ms:
+            return None, "ts", f"{(ts - received) / 1000:.0f} s ahead of the hub clock"
+        return device, "", ""
+
+    def _on_batch(
+        self, topic: str, gateway: str, batch: DataBatch, payload: bytes, received: int
+    ) -> None:
+        rejected: list[tuple[int, str, str]] = []
+        points = self._pending.points
+        for index, reading in enumerate(batch.readings):
+            device, field, reason = self._check_device(gateway, reading.dev, reading.ts, received)
+            if device is None:
+                rejected.append((index, field, reason))
+                continue
+            points.append(
+                Point(Measurement.READING.value, device.tags, reading.values, reading.ts, device.id)
+            )
+            self.latest[device.id] = (reading.ts, reading.values)
+            self._rules.on_reading(device, reading.ts, reading.values)
+        accepted = len(batch.readings) - len(rejected)
+        self.counters["readings"] += accepted
+        self.counters["batches"] += 1
+        if batch.replay:
+            self.counters["replayed_batches"] += 1
+        if rejected:
+            index, field, reason = rejected[0]
+            summary = f"{len(rejected)} of {len(batch.readings)} readings rejected; first: {reason}"
+            self._quarantine(
+                topic,
+                gateway,
+                f"readings.{index}.{field}",
+                summary,
+                payload,
+                received,
+                counted=False,
+            )
+            self.counters["rejected_readings"] += len(rejected)
+        if len(points) >= self._max_lines:
+            self._wake.set()
+
+    def _on_event(
+        self, topic: str, gateway: str, event: Event, payload: bytes, received: int
+    ) -> None:
+        device, field, reason = self._check_device(gateway, event.dev, event.ts, received)
+        if device is None:
+            self._quarantine(topic, gateway, field, reason, payload, received)
+            return
+        self.counters["events"] += 1
+        tags = f"{device.tags},kind={event.kind}"
+        self._pending.points.append(
+            Point(Measurement.EVENT.value, tags, {"count": 1.0}, event.ts, device.id)
+        )
+        self._pending.events.append(
+            StoredEvent(
+                event.ts,
+                received,
+                gateway,
+                event.seq,
+                device.id,
+                event.kind,
+                event.data,
+                event.replay,
+            )
+        )
+        self._pending.urgent = True
+        self._wake.set()
+        self._rules.on_event(device, event.ts, event.kind, event.data)
+
+    def _on_state(
+        self, gateway: str, status: GatewayStatus, state: GatewayState, received: int
+    ) -> None:
+        status.online = state.online
+        status.session = state.session
+        if state.online:
+            status.agent = state.agent
+            status.config_hash = state.config_hash
+            status.skew_ms = received - state.ts
+        self.counters["state_changes"] += 1
+        logger.info("gateway %s is %s", gateway, "online" if state.online else "offline")
+
+    def _on_health(self, gateway: str, status: GatewayStatus, health: Health) -> None:
+        status.health = health.model_dump()
+        fields = {"queue_depth": float(health.queue_depth), "oldest_age_s": health.oldest_age_s}
+        fields.update(
+            {f"dropped_{k}": float(v) for k, v in health.dropped.items() if k.isidentifier()}
+        )
+        self._pending.points.append(
+            Point(
+                Measurement.GATEWAY.value, self._gateway_tags[gateway], fields, health.ts, gateway
+            )
+        )
+
+    def _quarantine(
+        self,
+        topic: str,
+        gateway: str | None,
+        field: str,
+        reason: str,
+        payload: bytes,
+        received: int,
+        *,
+        seq: int | None = None,
+        counted: bool = True,
+    ) -> None:
+        if counted:
+            self.counters["quarantined"] += 1
+        self.counters[f"quarantined.{field.split('.', maxsplit=1)[0]}"] += 1
+        self._pending.quarantine.append(
+            QuarantineEntry(received, topic, gateway, field, reason, payload)
+        )
+        if seq is not None and gateway is not None:
+            # A duplicate becomes acknowledgeable once its quarantine record is durable.
+            self._pending.seqs.setdefault(gateway, []).append(seq)
+            self.gateways[gateway].inflight.add(seq)
+        logger.debug("quarantined message on %s: %s: %s", topic, field, reason)
+
+    # -- durability and acknowledgement --------------------------------------------------------
+
+    async def run_writer(self) -> None:
+        """Flush buffered data periodically (at once for events); acknowledge what is durable."""
+        while True:
+            if not self._pending.urgent:
+                try:
+                    async with asyncio.timeout(self._flush_interval):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything buffered so far; retry until it is stored, then acknowledge."""
+        if not self._pending:
+            return
+        self._idle.clear()
+        batch, self._pending = self._pending, _Pending()
+        delay = 0.5
+        while True:
+            try:
+                await self._write(batch)
+                break
+            except SinkError as exc:
+                self.counters["write_errors"] += 1
+                logger.warning("storage unavailable, retrying in %.1f s: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.counters["flushes"] += 1
+        self._acknowledge(batch.seqs)
+        self._idle.set()
+
+    async def _write(self, batch: _Pending) -> None:
+        # Quarantine and events first: they are small, and an alarm's record matters most.
+        if batch.quarantine:
+            await self._store.add_quarantine(batch.quarantine, self._quarantine_keep)
+            batch.quarantine = []
+        if batch.events:
+            await self._store.add_events(batch.events)
+            batch.events = []
+        if batch.points:
+            await self._sink.write(batch.points)
+            self.counters["points_written"] += len(batch.points)
+            batch.points = []
+
+    def _acknowledge(self, flushed: Mapping[str, list[int]]) -> None:
+        for gateway, seqs in flushed.items():
+            status = self.gateways[gateway]
+            status.inflight.difference_update(seqs)
+            status.durable.extend(seqs)
+            # Everything up to the ack must be durable: stop below the oldest still in flight.
+            limit = min(status.inflight) if status.inflight else None
+            eligible = [s for s in status.durable if limit is None or s < limit]
+            if eligible:
+                upto = max(eligible)
+                status.durable = [s for s in status.durable if s > upto]
+                advanced = upto > status.acked
+                status.acked = max(status.acked, upto)
+            else:
+                advanced = False
+            # A duplicate means the gateway missed an acknowledgement: repeat the current one.
+            if (advanced or status.reack) and status.acked >= 0:
+                status.reack = False
+                # The seq alone identifies what is acknowledged; the session is informative.
+                ack = Ack(session=status.session or "unknown", seq=status.acked)
+                self._publish_ack(gateway, ack)
+                self.counters["acks"] += 1
+
+    async def wait_idle(self) -> None:
+        """Wait until everything received so far is stored (for shutdown and tests)."""
+        await self.flush()
+        await self._idle.wait()

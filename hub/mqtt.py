@@ -1,0 +1,147 @@
+"""The hub's broker connection (paho-mqtt on its own network thread).
+
+Messages are handed to the event loop in bursts: the network thread appends to a deque and
+wakes the loop only when the deque was empty, so a busy stream costs one wake-up per burst
+rather than one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from hub.config import HubMqttSettings
+from wire import GATEWAY_UPLINK_CHANNELS_FILTERS, HUB_STATE_TOPIC, HubState, encode
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes, int], None]
+
+
+class HubMqtt:
+    """A persistent-session subscriber to every gateway's uplink topics."""
+
+    def __init__(self, settings: HubMqttSettings, handler: Handler, *, version: str) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._version = version
+        self._inbox: collections.deque[tuple[str, bytes, int]] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._up = asyncio.Event()
+        self.connected = threading.Event()
+        self.connects = 0
+        # A fixed client id with clean_session=False: the broker keeps our subscriptions and
+        # queues QoS 1 messages while the hub restarts.
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            clean_session=False,
+            protocol=paho.MQTTv311,
+        )
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else None
+            self._client.username_pw_set(settings.username, password)
+        if settings.tls_ca_file is not None:
+            self._client.tls_set_context(
+                ssl.create_default_context(cafile=str(settings.tls_ca_file))
+            )
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        offline = HubState(online=False, ts=_now_ms(), version=version)
+        self._client.will_set(HUB_STATE_TOPIC, encode(offline), qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Connect in the background; paho reconnects by itself."""
+        self._loop = loop
+        self._up = asyncio.Event()
+        self._client.connect_async(self._settings.host, self._settings.port, keepalive=30)
+        self._client.loop_start()
+
+    async def wait_connected(self) -> None:
+        """Wait until a connection is up (wrap in ``asyncio.timeout`` to bound it)."""
+        await self._up.wait()
+
+    def stop(self) -> None:
+        """Say goodbye on the hub's state topic and disconnect."""
+        if self.connected.is_set():
+            info = self._client.publish(
+                HUB_STATE_TOPIC,
+                encode(HubState(online=False, ts=_now_ms(), version=self._version)),
+                qos=1,
+                retain=True,
+            )
+            info.wait_for_publish(timeout=2)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish from any thread (paho queues it while disconnected)."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            logger.error("broker refused the hub: %s", reason)
+            return
+        self.connects += 1
+        # Subscribe on every connect: a broker that lost its state must not leave us silent.
+        client.subscribe([(topic, 1) for topic in GATEWAY_UPLINK_CHANNELS_FILTERS])
+        client.publish(
+            HUB_STATE_TOPIC,
+            encode(HubState(online=True, ts=_now_ms(), version=self._version)),
+            qos=1,
+            retain=True,
+        )
+        self.connected.set()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._up.set)
+        logger.info("hub connected to broker (session present: %s)", flags.session_present)
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        self.connected.clear()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._up.clear)
+        logger.warning("hub disconnected from broker: %s", reason)
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._inbox.append((msg.topic, bytes(msg.payload), _now_ms()))
+        with self._lock:
+            if self._scheduled or self._loop is None:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    # -- event loop --------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        inbox = self._inbox
+        while inbox:
+            topic, payload, received = inbox.popleft()
+            self._handler(topic, payload, received)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -69,7 +69,6 @@ class HubMqtt:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Connect in the background; paho reconnects by itself."""
         self._loop = loop
-        self._up = asyncio.Event()
         self._client.connect_async(self._settings.host, self._settings.port, keepalive=30)
         self._client.loop_start()
 

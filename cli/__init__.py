@@ -1,0 +1,1 @@
+"""The `anju` command: for installers, operators and the demo."""

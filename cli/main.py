@@ -1,0 +1,167 @@
+"""The `anju` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
+
+app = typer.Typer(
+    name="anju",
+    help="anju (安居): edge and hub for the safety and facilities of residential communities.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+hub_app = typer.Typer(help="The hub daemon.", no_args_is_help=True)
+edge_app = typer.Typer(help="The gateway's edge agent.", no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+app.add_typer(edge_app, name="edge")
+
+err_console = Console(stderr=True)
+
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")]
+
+
+def _setup_logging(level: str, file: Path | None = None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+@hub_app.command("run")
+def hub_run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="hub config file (YAML)")],
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run the hub until SIGINT or SIGTERM."""
+    from hub import HubError, load_hub_config  # noqa: PLC0415 - keep `anju --help` fast
+    from hub.app import Hub  # noqa: PLC0415
+    from rules import RulesError  # noqa: PLC0415
+
+    _setup_logging(log_level)
+    try:
+        hub_config = load_hub_config(config)
+    except HubError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        try:
+            hub = Hub(hub_config)
+        except (HubError, RulesError) as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, hub.stop)
+        await hub.run()
+
+    asyncio.run(main())
+
+
+@edge_app.command("run")
+def edge_run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway config file (YAML)")],
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run the edge agent until SIGINT or SIGTERM."""
+    from edge_agent import EdgeAgent, EdgeError, load_gateway_config  # noqa: PLC0415
+
+    _setup_logging(log_level)
+    try:
+        gateway_config = load_gateway_config(config)
+    except EdgeError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        try:
+            agent = EdgeAgent(gateway_config)
+        except ValueError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, agent.stop)
+        await agent.run()
+
+    asyncio.run(main())
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float, typer.Option("--duration", help="stop by itself after this many seconds")
+    ] = 0.0,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="no live view; print a JSON summary at the end")
+    ] = False,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.1, max=3600, help="scenario time per real second")
+    ] = 1.0,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="also send alerts to this webhook URL")
+    ] = None,
+    config_dir: Annotated[
+        Path | None, typer.Option("--config-dir", help="site, gateways, rules, scenarios")
+    ] = None,
+) -> None:
+    """Run a whole site here: broker, hub (embedded store), three gateways, a night's scenario."""
+    from cli.demo import DEFAULT_CONFIG_DIR, Demo  # noqa: PLC0415
+    from cli.view import render  # noqa: PLC0415
+
+    run_for = duration if duration > 0 else 365 * 86_400.0
+    the_demo = Demo(
+        config_dir=config_dir or DEFAULT_CONFIG_DIR,
+        duration_s=run_for,
+        speed=speed,
+        webhook_url=webhook,
+    )
+    _setup_logging("INFO", the_demo.run_dir / "demo.log")
+    console = Console()
+    title = f"anju demo: Sunrise Garden, a night (time compressed x{speed:g})"
+
+    async def main() -> dict[str, object]:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        if json_summary:
+            return await the_demo.run()
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+
+            def refresh(d: Demo) -> None:
+                if d.hub is not None:
+                    live.update(render(d.hub, title=title))
+
+            return await the_demo.run(on_tick=refresh)
+
+    summary: dict[str, object] = {}
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        summary = asyncio.run(main())
+    if json_summary:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        console.print(f"logs and data: {the_demo.run_dir}")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

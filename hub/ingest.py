@@ -270,7 +270,6 @@ class Ingestor:
                 summary,
                 payload,
                 received,
-                counted=False,
             )
             self.counters["rejected_readings"] += len(rejected)
         if len(points) >= self._max_lines:
@@ -338,10 +337,8 @@ class Ingestor:
         received: int,
         *,
         seq: int | None = None,
-        counted: bool = True,
     ) -> None:
-        if counted:
-            self.counters["quarantined"] += 1
+        self.counters["quarantined"] += 1
         self.counters[f"quarantined.{field.split('.', maxsplit=1)[0]}"] += 1
         self._pending.quarantine.append(
             QuarantineEntry(received, topic, gateway, field, reason, payload)

@@ -66,8 +66,10 @@ def _translate(exc: ValidationError) -> DecodeError:
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, DecodeError):
         return cause
-    field = ".".join(str(p) for p in err["loc"]) or "$"
-    return DecodeError(field, err["msg"])
+    loc = [str(p) for p in err["loc"]]
+    if loc and loc[-1] == "[key]":  # a mapping key (a value name) is what is wrong
+        return DecodeError(".".join(loc[:-1]), f"invalid name: {err['msg']}")
+    return DecodeError(".".join(loc) or "$", err["msg"])
 
 
 def decode_as(model: type[P], raw: bytes) -> P:

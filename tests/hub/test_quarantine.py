@@ -1,0 +1,248 @@
+"""Malformed and hostile payloads are quarantined with their reason; good traffic flows on."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from hub.ingest import now_ms
+from wire import MAX_READINGS_PER_BATCH
+
+DATA = "anju/v1/s1/gw1/data"
+EVENT = "anju/v1/s1/gw1/event"
+
+
+def batch(seq: int, *, dev: str = "th1", ts: int | None = None, values=None, **extra) -> bytes:
+    body = {
+        "v": 1,
+        "session": "sess",
+        "seq": seq,
+        "readings": [
+            {
+                "dev": dev,
+                "ts": now_ms() if ts is None else ts,
+                "values": values or {"temperature": 21.5},
+            }
+        ],
+        **extra,
+    }
+    return orjson.dumps(body)
+
+
+def event(seq: int, kind: str, data: dict[str, object], *, dev: str = "smoke1") -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1,
+            "session": "sess",
+            "seq": seq,
+            "dev": dev,
+            "ts": now_ms(),
+            "kind": kind,
+            "data": data,
+        }
+    )
+
+
+def raw_batch(text: str) -> bytes:
+    return text.encode()
+
+
+HOSTILE: list[tuple[str, str, bytes, str]] = [
+    # (case, topic, payload, expected quarantine field)
+    ("truncated JSON", DATA, b'{"v": 1, "session": "s', "$"),
+    ("not an object", DATA, b"[1, 2, 3]", "$"),
+    ("empty payload", DATA, b"", "$"),
+    ("invalid UTF-8", DATA, b'{"v": 1, "session": "\xff\xfe"}', "$"),
+    (
+        "NaN literal",
+        DATA,
+        raw_batch(
+            '{"v":1,"session":"s","seq":5,"readings":[{"dev":"th1","ts":1700000000000,"values":{"temperature":NaN}}]}'
+        ),
+        "$",
+    ),
+    (
+        "infinite number",
+        DATA,
+        raw_batch(
+            '{"v":1,"session":"s","seq":5,"readings":[{"dev":"th1","ts":1700000000000,"values":{"temperature":1e999}}]}'
+        ),
+        "$",
+    ),
+    ("deeply nested", DATA, b"[" * 100_000 + b"]" * 100_000, "$"),
+    ("huge payload", DATA, b'{"v":1,"pad":"' + b"x" * 600_000 + b'"}', "$"),
+    (
+        "wrong schema version",
+        DATA,
+        orjson.dumps({"v": 2, "session": "s", "seq": 5, "readings": []}),
+        "v",
+    ),
+    ("missing schema version", DATA, orjson.dumps({"session": "s", "seq": 5, "readings": []}), "v"),
+    (
+        "seq as a string",
+        DATA,
+        orjson.dumps(
+            {
+                "v": 1,
+                "session": "s",
+                "seq": "5",
+                "readings": [{"dev": "th1", "ts": 1_700_000_000_000, "values": {"t": 1.0}}],
+            }
+        ),
+        "seq",
+    ),
+    ("negative seq", DATA, batch(-1), "seq"),
+    (
+        "empty batch",
+        DATA,
+        orjson.dumps({"v": 1, "session": "s", "seq": 5, "readings": []}),
+        "readings",
+    ),
+    (
+        "too many readings",
+        DATA,
+        orjson.dumps(
+            {
+                "v": 1,
+                "session": "s",
+                "seq": 5,
+                "readings": [{"dev": "th1", "ts": 1_700_000_000_000, "values": {"t": 1.0}}]
+                * (MAX_READINGS_PER_BATCH + 1),
+            }
+        ),
+        "readings",
+    ),
+    ("unknown field", DATA, batch(5, sneaky=True), "sneaky"),
+    ("bad value name", DATA, batch(5, values={"Temp!": 1.0}), "readings.0.values.Temp!"),
+    (
+        "string value",
+        DATA,
+        batch(5, values={"temperature": "21.5"}),
+        "readings.0.values.temperature",
+    ),
+    (
+        "boolean value",
+        DATA,
+        batch(5, values={"temperature": True}),
+        "readings.0.values.temperature",
+    ),
+    ("timestamp before 2020", DATA, batch(5, ts=86_400_000), "readings.0.ts"),
+    ("far-future timestamp", DATA, batch(5, ts=now_ms() + 86_400_000), "readings.0.ts"),
+    ("unknown device", DATA, batch(5, dev="ghost"), "readings.0.dev"),
+    ("device of another gateway", DATA, batch(5, dev="other"), "readings.0.dev"),
+    ("unknown gateway", "anju/v1/s1/intruder/data", batch(5), "gateway"),
+    ("unknown site", "anju/v1/elsewhere/gw1/data", batch(5), "site"),
+    ("unknown channel", "anju/v1/s1/gw1/bogus", batch(5), "topic"),
+    ("extra topic levels", "anju/v1/s1/gw1/data/more", batch(5), "topic"),
+    (
+        "downlink channel from a gateway",
+        "anju/v1/s1/gw1/ack",
+        orjson.dumps({"v": 1, "session": "s", "seq": 1}),
+        "topic",
+    ),
+    ("unknown event kind", EVENT, event(5, "alarm.unicorn", {}), "kind"),
+    (
+        "event data of the wrong type",
+        EVENT,
+        event(5, "alarm.smoke", {"active": "yes"}),
+        "data.active",
+    ),
+    (
+        "raw card number in an event",
+        EVENT,
+        event(5, "door.access", {"credential": "12345678", "format": "wiegand26"}, dev="reader1"),
+        "data.credential",
+    ),
+    (
+        "event from an unknown device",
+        EVENT,
+        event(5, "alarm.smoke", {"active": True}, dev="ghost"),
+        "dev",
+    ),
+]
+
+
+# These pass the envelope checks, so they take a place in the gateway's seq space.
+ACKED_WHEN_QUARANTINED = {
+    "far-future timestamp",
+    "unknown device",
+    "device of another gateway",
+    "event from an unknown device",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "topic", "payload", "field"), HOSTILE, ids=[h[0] for h in HOSTILE]
+)
+async def test_hostile_payload_is_quarantined_and_good_traffic_continues(
+    rig, case, topic, payload, field
+):
+    ingestor = rig.ingestor
+    ingestor.handle(DATA, batch(1))
+    ingestor.handle(topic, payload)
+    ingestor.handle(DATA, batch(2, values={"temperature": 22.0}))
+    await ingestor.flush()
+
+    entries = await rig.store.quarantine()
+    assert [e.field for e in entries] == [field], (
+        f"{case}: {[(e.field, e.reason) for e in entries]}"
+    )
+    assert entries[0].reason
+    assert entries[0].payload == payload[: 64 * 1024]
+    # Both good batches around the bad one are stored and acknowledged; a bad message that
+    # reached its gateway's seq space is durably quarantined, so it is acknowledged too.
+    assert await rig.sink.count("reading") == 2
+    assert rig.acks[-1][1].seq == (5 if case in ACKED_WHEN_QUARANTINED else 2)
+    assert ingestor.counters["quarantined"] == 1
+
+
+def test_at_least_twenty_kinds_of_hostile_input():
+    assert len(HOSTILE) >= 20
+
+
+async def test_replayed_seq_is_quarantined_once_stored_and_acknowledged_again(rig):
+    ingestor = rig.ingestor
+    ingestor.handle(DATA, batch(7))
+    await ingestor.flush()
+    ingestor.handle(DATA, batch(7))
+    await ingestor.flush()
+
+    assert await rig.sink.count("reading") == 1
+    entries = await rig.store.quarantine()
+    assert [(e.field, e.reason) for e in entries] == [("seq", "duplicate seq 7")]
+    assert ingestor.counters["duplicates"] == 1
+    # The gateway evidently missed the first ack: it gets it again.
+    assert [ack.seq for _, ack in rig.acks] == [7, 7]
+
+
+async def test_partially_bad_batch_keeps_the_good_readings(rig):
+    body = {
+        "v": 1,
+        "session": "s",
+        "seq": 3,
+        "readings": [
+            {"dev": "th1", "ts": now_ms(), "values": {"temperature": 20.0}},
+            {"dev": "ghost", "ts": now_ms(), "values": {"temperature": 99.0}},
+            {"dev": "smoke1", "ts": now_ms(), "values": {"smoke": 0.0}},
+        ],
+    }
+    rig.ingestor.handle(DATA, orjson.dumps(body))
+    await rig.ingestor.flush()
+
+    assert await rig.sink.count("reading") == 2
+    entries = await rig.store.quarantine()
+    assert len(entries) == 1
+    assert entries[0].field == "readings.1.dev"
+    assert entries[0].reason.startswith("1 of 3 readings rejected")
+    assert rig.ingestor.counters["rejected_readings"] == 1
+    assert rig.acks[-1][1].seq == 3
+    assert [r[0] for r in rig.rules.readings] == ["th1", "smoke1"]
+
+
+async def test_quarantine_is_bounded(rig, tmp_path):
+    for seq in range(150):
+        rig.ingestor.handle(DATA, b"not json %d" % seq)
+    await rig.ingestor.flush()
+    await rig.store.add_quarantine([], keep=100)
+    assert len(await rig.store.quarantine(limit=1000)) == 100
+    assert rig.ingestor.counters["quarantined"] == 150

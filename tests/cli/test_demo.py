@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import sqlite3
@@ -58,8 +59,6 @@ def test_demo_reports_the_fire_as_critical_with_its_place() -> None:
 
 
 def test_the_demo_night_starts_in_the_past_at_0159() -> None:
-    import datetime as dt
-
     now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)  # 20:00 in Shanghai
     epoch = scenario_epoch("Asia/Shanghai", duration_s=60, speed=1, now=now)
     start = dt.datetime.fromtimestamp(epoch / 1000, tz=dt.UTC)

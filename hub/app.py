@@ -16,6 +16,7 @@ from hub.mqtt import HubMqtt
 from hub.notifiers import LogNotifier, Notifier, WebhookNotifier
 from hub.registry import DeviceInfo, Registry, load_site
 from hub.sinks import InfluxSink, SqliteSink, TimeSeriesSink
+from hub.spool import Forwarder
 from hub.store import HubStore
 from rules import Engine, RuleSet, Subject, load_rules
 from wire import Ack, GatewayTopics, encode
@@ -106,11 +107,12 @@ class Hub:
             store=self.store, registry=self.registry, notifiers=channels, clock_ms=clock_ms
         )
         self.rules = RulesBridge(Engine(ruleset), self.alerts)
+        self.forwarder = Forwarder(self.store, self.sink)
         ingest = config.ingest
         self.ingestor = Ingestor(
             registry=self.registry,
             store=self.store,
-            sink=self.sink,
+            forwarder=self.forwarder,
             rules=self.rules,
             publish_ack=self._publish_ack,
             flush_interval_s=ingest.flush_interval_s,
@@ -135,6 +137,7 @@ class Hub:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.ingestor.run_writer(), name="hub.writer")
+                tg.create_task(self.forwarder.run(), name="hub.forwarder")
                 tg.create_task(self.alerts.run(), name="hub.alerts")
                 tg.create_task(self._tick_loop(), name="hub.tick")
                 tg.create_task(self._wait_stop(), name="hub.stop")
@@ -145,10 +148,7 @@ class Hub:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                await self.ingestor.flush()
-                await self.alerts.wait_idle()
+        # What the store did not take yet stays in the spool and is forwarded after a restart.
         self.mqtt.stop()
         await self.alerts.aclose()
         await self.sink.aclose()
@@ -160,6 +160,13 @@ class Hub:
 
     async def _wait_stop(self) -> None:
         await self._stopping.wait()
+        # Graceful: make everything received durable and acknowledged, deliver what is due,
+        # and give the store a moment to take the spool, while every task still runs.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.ingest.shutdown_grace_s):
+                await self.ingestor.wait_idle()
+                await self.alerts.wait_idle()
+                await self.forwarder.wait_drained()
         raise _Stop
 
     async def _tick_loop(self) -> None:

@@ -3,6 +3,7 @@
 HubError
  ├── ConfigError     the hub config or site file does not load or validate
  ├── RegistryError   the registry is inconsistent (unknown building, duplicate device, ...)
+ ├── StoreError      the hub's own database cannot be written (a full disk): nothing is acked
  └── SinkError       the time-series store refused or could not be reached (transient)
 """
 
@@ -25,6 +26,10 @@ class ConfigError(HubError, ValueError):
 
 class RegistryError(HubError, ValueError):
     """The site's registry is inconsistent."""
+
+
+class StoreError(HubError):
+    """The hub's own database refused a write; the data stays unacknowledged and is retried."""
 
 
 class SinkError(HubError):

@@ -16,14 +16,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
-from hub.errors import SinkError
+from hub.errors import StoreError
 from hub.registry import DeviceInfo, Registry, line_protocol_tags
-from hub.sinks import Point, TimeSeriesSink
-from hub.store import HubStore, QuarantineEntry, StoredEvent
+from hub.sinks import Point
+from hub.spool import Forwarder, encode_points
+from hub.store import Batch, HubStore, QuarantineEntry, StoredEvent
 from wire import (
     Ack,
+    Channel,
     DataBatch,
     DecodeError,
     Event,
@@ -34,9 +37,13 @@ from wire import (
     TopicError,
     decode,
     parse_topic,
+    seq_ranges,
 )
 
 logger = logging.getLogger(__name__)
+
+_SEEN_WINDOW = 100_000
+_SEQ_CHANNELS = frozenset({Channel.DATA, Channel.EVENT})
 
 
 def now_ms() -> int:
@@ -81,10 +88,7 @@ class GatewayStatus:
     skew_ms: int | None = None
     health: dict[str, Any] | None = None
     window: SeqWindow = dataclasses.field(default_factory=SeqWindow)
-    inflight: set[int] = dataclasses.field(default_factory=set)
-    durable: list[int] = dataclasses.field(default_factory=list)
     acked: int = -1
-    reack: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -94,6 +98,7 @@ class _Pending:
     points: list[Point] = dataclasses.field(default_factory=list)
     events: list[StoredEvent] = dataclasses.field(default_factory=list)
     quarantine: list[QuarantineEntry] = dataclasses.field(default_factory=list)
+    seen: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
     seqs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     urgent: bool = False
 
@@ -119,7 +124,7 @@ class Ingestor:
         *,
         registry: Registry,
         store: HubStore,
-        sink: TimeSeriesSink,
+        forwarder: Forwarder,
         rules: RuleSink,
         publish_ack: Callable[[str, Ack], None],
         flush_interval_s: float = 0.2,
@@ -130,7 +135,7 @@ class Ingestor:
     ) -> None:
         self.registry = registry
         self._store = store
-        self._sink = sink
+        self._forwarder = forwarder
         self._rules = rules
         self._publish_ack = publish_ack
         self._flush_interval = flush_interval_s
@@ -144,6 +149,12 @@ class Ingestor:
         self._idle.set()
         self.counters: collections.Counter[str] = collections.Counter()
         self.gateways: dict[str, GatewayStatus] = {gw: GatewayStatus() for gw in registry.gateways}
+        # Dedup survives restarts: the window starts with what the store already accepted.
+        for gateway, seqs in store.load_seen(per_gateway=_SEEN_WINDOW).items():
+            status = self.gateways.get(gateway)
+            if status is not None:
+                for seq in seqs:
+                    status.window.check_and_add(seq)
         self.latest: dict[str, tuple[int, dict[str, float]]] = {}
         self._gateway_tags = {
             gw: line_protocol_tags({"site": registry.site_id, "gateway": gw}, ("site", "gateway"))
@@ -176,7 +187,10 @@ class Ingestor:
         try:
             message = decode(address.channel, payload)
         except DecodeError as exc:
-            self._quarantine(topic, gateway, exc.field, exc.reason, payload, received)
+            # Kept whole in quarantine; acknowledging it stops the gateway resending a message
+            # that can never pass (only the gateway itself may publish under its topics).
+            seq = _salvage_seq(payload) if address.channel in _SEQ_CHANNELS else None
+            self._quarantine(topic, gateway, exc.field, exc.reason, payload, received, seq=seq)
             return
         status.last_seen_ms = received
         self._dispatch(topic, gateway, status, message, payload, received)
@@ -217,15 +231,14 @@ class Ingestor:
     ) -> bool:
         if not status.window.check_and_add(seq):
             self.counters["duplicates"] += 1
-            status.reack = True
             # Stored already: record why it was dropped, and acknowledge it again, since the
             # gateway evidently missed the first acknowledgement.
             self._quarantine(
                 topic, gateway, "seq", f"duplicate seq {seq}", payload, received, seq=seq
             )
             return False
-        status.inflight.add(seq)
         self._pending.seqs.setdefault(gateway, []).append(seq)
+        self._pending.seen.append((gateway, seq, received))
         return True
 
     def _check_device(
@@ -344,9 +357,8 @@ class Ingestor:
             QuarantineEntry(received, topic, gateway, field, reason, payload)
         )
         if seq is not None and gateway is not None:
-            # A duplicate becomes acknowledgeable once its quarantine record is durable.
+            # Acknowledgeable once its quarantine record is durable.
             self._pending.seqs.setdefault(gateway, []).append(seq)
-            self.gateways[gateway].inflight.add(seq)
         logger.debug("quarantined message on %s: %s: %s", topic, field, reason)
 
     # -- durability and acknowledgement --------------------------------------------------------
@@ -364,62 +376,68 @@ class Ingestor:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write everything buffered so far; retry until it is stored, then acknowledge."""
+        """Make everything buffered durable in one transaction, then acknowledge it.
+
+        If the hub's own database cannot be written (a full disk), nothing is acknowledged and
+        the batch is retried: the gateways keep the data meanwhile.
+        """
         if not self._pending:
             return
         self._idle.clear()
-        batch, self._pending = self._pending, _Pending()
-        delay = 0.5
+        pending, self._pending = self._pending, _Pending()
+        batch = Batch(
+            created_ms=self._clock_ms(),
+            quarantine=pending.quarantine,
+            events=pending.events,
+            seen=pending.seen,
+        )
+        if pending.points:
+            batch.spool_body = encode_points(pending.points)
+            batch.spool_points = len(pending.points)
+        delay = 0.25
         while True:
             try:
-                await self._write(batch)
+                spool_id = await self._store.commit_batch(
+                    batch, quarantine_keep=self._quarantine_keep
+                )
                 break
-            except SinkError as exc:
-                self.counters["write_errors"] += 1
-                logger.warning("storage unavailable, retrying in %.1f s: %s", delay, exc)
+            except StoreError as exc:
+                self.counters["store_errors"] += 1
+                logger.error(  # noqa: TRY400 - the reason is in the message; no traceback needed
+                    "cannot make data durable, retrying in %.1f s: %s", delay, exc
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        if spool_id is not None:
+            self._forwarder.spooled(spool_id, pending.points)
         self.counters["flushes"] += 1
-        self._acknowledge(batch.seqs)
+        self._acknowledge(pending.seqs)
         self._idle.set()
 
-    async def _write(self, batch: _Pending) -> None:
-        # Quarantine and events first: they are small, and an alarm's record matters most.
-        if batch.quarantine:
-            await self._store.add_quarantine(batch.quarantine, self._quarantine_keep)
-            batch.quarantine = []
-        if batch.events:
-            await self._store.add_events(batch.events)
-            batch.events = []
-        if batch.points:
-            await self._sink.write(batch.points)
-            self.counters["points_written"] += len(batch.points)
-            batch.points = []
-
-    def _acknowledge(self, flushed: Mapping[str, list[int]]) -> None:
-        for gateway, seqs in flushed.items():
+    def _acknowledge(self, durable: Mapping[str, list[int]]) -> None:
+        for gateway, seqs in durable.items():
             status = self.gateways[gateway]
-            status.inflight.difference_update(seqs)
-            status.durable.extend(seqs)
-            # Everything up to the ack must be durable: stop below the oldest still in flight.
-            limit = min(status.inflight) if status.inflight else None
-            eligible = [s for s in status.durable if limit is None or s < limit]
-            if eligible:
-                upto = max(eligible)
-                status.durable = [s for s in status.durable if s > upto]
-                advanced = upto > status.acked
-                status.acked = max(status.acked, upto)
-            else:
-                advanced = False
-            # A duplicate means the gateway missed an acknowledgement: repeat the current one.
-            if (advanced or status.reack) and status.acked >= 0:
-                status.reack = False
-                # The seq alone identifies what is acknowledged; the session is informative.
-                ack = Ack(session=status.session or "unknown", seq=status.acked)
-                self._publish_ack(gateway, ack)
-                self.counters["acks"] += 1
+            ranges = seq_ranges(seqs)
+            top = ranges[-1][1]
+            status.acked = max(status.acked, top)
+            # The seq alone identifies what is acknowledged; the session is informative.
+            ack = Ack(session=status.session or "unknown", seq=top, ranges=ranges)
+            self._publish_ack(gateway, ack)
+            self.counters["acks"] += 1
 
     async def wait_idle(self) -> None:
-        """Wait until everything received so far is stored (for shutdown and tests)."""
+        """Wait until everything received so far is durable and acknowledged."""
         await self.flush()
         await self._idle.wait()
+
+
+def _salvage_seq(payload: bytes) -> int | None:
+    """The seq of a payload that failed validation, if it plainly has one."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    seq = obj.get("seq") if isinstance(obj, dict) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63:
+        return seq
+    return None

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from hub.db import Database
+from hub.errors import StoreError
 from hub.registry import Registry, save_registry
 
 STATE_SCHEMA = """
@@ -36,6 +37,13 @@ CREATE INDEX IF NOT EXISTS alert_state ON alert (state);
 CREATE TABLE IF NOT EXISTS gateway_state (
     gateway TEXT PRIMARY KEY, online INTEGER NOT NULL, session TEXT, agent TEXT,
     config_hash TEXT, last_seen_ms INTEGER, skew_ms INTEGER, health TEXT);
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, points INTEGER NOT NULL,
+    body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (
+    gateway TEXT NOT NULL, seq INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+    PRIMARY KEY (gateway, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_received ON seen (received_ms);
 CREATE TABLE IF NOT EXISTS notification (
     id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, transition TEXT NOT NULL,
     channel TEXT NOT NULL, recipient TEXT NOT NULL, status TEXT NOT NULL,
@@ -90,6 +98,18 @@ class AlertRecord:
     updated_ms: int
 
 
+@dataclasses.dataclass(slots=True)
+class Batch:
+    """Everything one flush makes durable together."""
+
+    created_ms: int
+    quarantine: list[QuarantineEntry] = dataclasses.field(default_factory=list)
+    events: list[StoredEvent] = dataclasses.field(default_factory=list)
+    seen: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
+    spool_body: bytes | None = None
+    spool_points: int = 0
+
+
 # A quarantined payload is kept whole up to this size; larger ones keep their head.
 _MAX_KEPT_PAYLOAD = 64 * 1024
 
@@ -104,26 +124,115 @@ class HubStore:
         """Store the registry (at start-up, before ingest begins)."""
         self._db.call_sync(lambda conn: save_registry(conn, registry))
 
-    async def add_quarantine(self, entries: Sequence[QuarantineEntry], keep: int) -> None:
-        """Keep rejected messages, trimming the oldest beyond ``keep`` rows."""
-        rows = [
-            (e.received_ms, e.topic, e.gateway, e.field, e.reason, e.payload[:_MAX_KEPT_PAYLOAD])
-            for e in entries
-        ]
+    async def commit_batch(self, batch: Batch, *, quarantine_keep: int) -> int | None:
+        """Make one flush durable in one transaction; return its spool id (None if no points).
 
-        def _add(conn: sqlite3.Connection) -> None:
+        Raises:
+            StoreError: if the database cannot be written (a full disk, say); nothing of the
+                batch is stored then, and nothing of it may be acknowledged.
+        """
+        quarantine = [
+            (e.received_ms, e.topic, e.gateway, e.field, e.reason, e.payload[:_MAX_KEPT_PAYLOAD])
+            for e in batch.quarantine
+        ]
+        events = [_event_row(e) for e in batch.events]
+
+        def _commit(conn: sqlite3.Connection) -> int | None:
+            spool_id = None
             with conn:
                 conn.executemany(
-                    "INSERT INTO quarantine (received_ms, topic, gateway, field, reason, payload)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+                    "INSERT INTO quarantine (received_ms, topic, gateway, field, reason,"
+                    " payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    quarantine,
                 )
                 conn.execute(
                     "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
-                    (keep,),
+                    (quarantine_keep,),
                 )
+                if events:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO event "
+                        "(ts, received_ms, gateway, seq, device, kind, data, replay) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        events,
+                    )
+                if batch.seen:
+                    conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", batch.seen)
+                if batch.spool_body is not None:
+                    cursor = conn.execute(
+                        "INSERT INTO spool (created_ms, points, body) VALUES (?, ?, ?)",
+                        (batch.created_ms, batch.spool_points, batch.spool_body),
+                    )
+                    spool_id = cursor.lastrowid
+            return spool_id
 
-        await self._db.call(_add)
+        try:
+            return await self._db.call(_commit)
+        except sqlite3.Error as exc:
+            raise StoreError(f"hub store write failed: {exc}") from exc
+
+    async def spooled(self, after_id: int, limit: int) -> list[tuple[int, int, bytes]]:
+        """Spooled batches after ``after_id``, oldest first: ``(id, points, body)``."""
+
+        def _query(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(
+                "SELECT id, points, body FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+
+        return [(int(i), int(n), bytes(b)) for i, n, b in await self._db.call(_query)]
+
+    async def unspool(self, spool_id: int) -> None:
+        """Forget a batch that the time-series store has accepted."""
+
+        def _delete(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("DELETE FROM spool WHERE id = ?", (spool_id,))
+
+        await self._db.call(_delete)
+
+    def spool_depth_sync(self) -> tuple[int, int]:
+        """Batches and points waiting in the spool (at start-up)."""
+        row = self._db.call_sync(
+            lambda conn: conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(points), 0) FROM spool"
+            ).fetchone()
+        )
+        return int(row[0]), int(row[1])
+
+    def spool_max_id_sync(self) -> int:
+        """The newest spool id (at start-up)."""
+        row = self._db.call_sync(
+            lambda conn: conn.execute(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'spool'), 0)"
+            ).fetchone()
+        )
+        return int(row[0])
+
+    def load_seen(self, per_gateway: int) -> dict[str, list[int]]:
+        """The newest accepted seqs of each gateway, oldest first (at start-up)."""
+
+        def _query(conn: sqlite3.Connection) -> dict[str, list[int]]:
+            gateways = [r[0] for r in conn.execute("SELECT DISTINCT gateway FROM seen")]
+            out: dict[str, list[int]] = {}
+            for gateway in gateways:
+                rows = conn.execute(
+                    "SELECT seq FROM seen WHERE gateway = ? ORDER BY seq DESC LIMIT ?",
+                    (gateway, per_gateway),
+                ).fetchall()
+                out[gateway] = [int(r[0]) for r in reversed(rows)]
+            return out
+
+        return self._db.call_sync(_query)
+
+    async def prune_seen(self, before_ms: int) -> None:
+        """Forget dedup records older than ``before_ms``."""
+
+        def _delete(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("DELETE FROM seen WHERE received_ms < ?", (before_ms,))
+
+        await self._db.call(_delete)
 
     async def quarantine(self, limit: int = 100) -> list[QuarantineEntry]:
         """The most recent quarantined messages, newest first."""
@@ -136,33 +245,6 @@ class HubStore:
             ).fetchall()
 
         return [QuarantineEntry(*row) for row in await self._db.call(_query)]
-
-    async def add_events(self, events: Sequence[StoredEvent]) -> None:
-        """Store accepted events; a (gateway, seq) already stored is ignored."""
-        rows = [
-            (
-                e.ts,
-                e.received_ms,
-                e.gateway,
-                e.seq,
-                e.device,
-                e.kind,
-                orjson.dumps(e.data).decode(),
-                int(e.replay),
-            )
-            for e in events
-        ]
-
-        def _add(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO event "
-                    "(ts, received_ms, gateway, seq, device, kind, data, replay) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-
-        await self._db.call(_add)
 
     async def events(self, limit: int = 100, kind: str | None = None) -> list[StoredEvent]:
         """The most recent events, newest first."""
@@ -284,6 +366,11 @@ class HubStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+def _event_row(e: StoredEvent) -> tuple[Any, ...]:
+    data = orjson.dumps(e.data).decode()
+    return (e.ts, e.received_ms, e.gateway, e.seq, e.device, e.kind, data, int(e.replay))
 
 
 def _marks(count: int) -> str:

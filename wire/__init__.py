@@ -27,6 +27,7 @@ from wire.payloads import (
     HubState,
     Reading,
     Reply,
+    seq_ranges,
 )
 from wire.topics import (
     GATEWAY_UPLINK_CHANNELS_FILTERS,
@@ -80,6 +81,7 @@ __all__ = [
     "is_life_safety",
     "is_valid_id",
     "parse_topic",
+    "seq_ranges",
     "uplink_filter",
     "validate_event_data",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -23,6 +24,7 @@ Timestamp = Annotated[int, Field(ge=MIN_TS_MS, le=MAX_TS_MS, description="epoch 
 Seq = Annotated[int, Field(ge=0, lt=2**63)]
 Session = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=256)]
+SeqRange = Annotated[list[Seq], Field(min_length=2, max_length=2, description="[first, last]")]
 
 
 class Payload(BaseModel):
@@ -95,10 +97,34 @@ class Health(Payload):
 
 
 class Ack(Payload):
-    """Everything up to ``seq`` of ``session`` is durably stored on the hub."""
+    """What the hub has durably stored of one gateway's messages.
+
+    With ``ranges``, exactly the seqs in those inclusive ``[first, last]`` ranges are stored and
+    ``seq`` is the highest of them.  Without, everything up to ``seq`` is stored.  Ranges let the
+    hub acknowledge a live alarm that overtook a replayed backlog without acknowledging the
+    backlog it has not seen yet.
+    """
 
     session: Session
     seq: Seq
+    ranges: Annotated[list[SeqRange], Field(max_length=10_000)] | None = None
+
+    def covers(self, seq: int) -> bool:
+        """Whether this acknowledgement includes ``seq``."""
+        if self.ranges is None:
+            return seq <= self.seq
+        return any(first <= seq <= last for first, last in self.ranges)
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """Compress seqs into sorted, merged, inclusive ``[first, last]`` ranges."""
+    ranges: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return ranges
 
 
 class Command(Payload):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from hub import HubStore, Ingestor, Registry, SqliteSink, parse_site
 from hub.ingest import RuleSink
+from hub.spool import Forwarder
 from wire import Ack
 
 SITE: dict[str, Any] = {
@@ -81,14 +83,26 @@ class IngestRig:
         ingestor: Ingestor,
         store: HubStore,
         sink: SqliteSink,
+        forwarder: Forwarder,
         rules: RecordingRules,
         acks: list[tuple[str, Ack]],
     ) -> None:
         self.ingestor = ingestor
         self.store = store
         self.sink = sink
+        self.forwarder = forwarder
         self.rules = rules
         self.acks = acks
+
+    async def flush(self) -> None:
+        """Make everything durable, then forward the spool to the sink."""
+        await self.ingestor.flush()
+        task = asyncio.create_task(self.forwarder.run())
+        try:
+            async with asyncio.timeout(5):
+                await self.forwarder.wait_drained()
+        finally:
+            task.cancel()
 
 
 @pytest.fixture
@@ -103,13 +117,14 @@ async def rig(tmp_path, registry) -> AsyncIterator[IngestRig]:
     sink = SqliteSink(tmp_path / "tsdb.sqlite3", retention_days=30)
     rules = RecordingRules()
     acks: list[tuple[str, Ack]] = []
+    forwarder = Forwarder(store, sink)
     ingestor = Ingestor(
         registry=registry,
         store=store,
-        sink=sink,
+        forwarder=forwarder,
         rules=rules,
         publish_ack=lambda gw, ack: acks.append((gw, ack)),
     )
-    yield IngestRig(ingestor, store, sink, rules, acks)
+    yield IngestRig(ingestor, store, sink, forwarder, rules, acks)
     await sink.aclose()
     store.close()

@@ -146,6 +146,12 @@ async def test_a_simulated_reading_is_stored_in_victoriametrics_with_its_place(
         async with asyncio.timeout(20):
             while hub.ingestor.counters["acks"] < 3:
                 await asyncio.sleep(0.1)
+            agent.stop()
+            # Everything the gateway put on the wire is acknowledged, then in the store.
+            last_seq = max(orjson.loads(p)["seq"] for p in tap.payloads)
+            while hub.ingestor.gateways["gw-north"].acked < last_seq:
+                await asyncio.sleep(0.05)
+            await hub.forwarder.wait_drained()
     tap.close()
 
     published = [

@@ -206,7 +206,7 @@ async def test_hostile_payload_is_quarantined_and_good_traffic_continues(
     # gateway that carries a seq is durably quarantined, so it is acknowledged too, and the
     # gateway stops resending what can never pass.
     assert await rig.sink.count("reading") == 2
-    acked = {seq for _, ack in rig.acks for seq in range(0, 10) if ack.covers(seq)}
+    acked = {seq for _, ack in rig.acks for seq in range(10) if ack.covers(seq)}
     assert acked == ({1, 2, 5} if case in ACKED_WHEN_QUARANTINED else {1, 2})
     assert ingestor.counters["quarantined"] == 1
 

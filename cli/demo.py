@@ -55,7 +55,7 @@ def place_lookup(registry: Registry) -> Callable[[str, DeviceKind], str | None]:
 
 
 def gateway_configs(
-    config_dir: Path, *, host: str, port: int, scenario: Scenario
+    config_dir: Path, *, host: str, port: int, scenario: Scenario, data_dir: Path
 ) -> list[dict[str, Any]]:
     """The example gateway configs, pointed at the demo broker and given the scenario."""
     configs = []
@@ -63,6 +63,7 @@ def gateway_configs(
     for path in sorted((config_dir / "gateways").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         raw["mqtt"] = {**raw.get("mqtt", {}), "host": host, "port": port}
+        raw["data_dir"] = str(data_dir)
         for driver in raw.get("drivers", []):
             if driver.get("type") == "simulated":
                 driver["scenario"] = scenario_data
@@ -126,7 +127,11 @@ class Demo:
                 parse_gateway_config(raw, source=f"gateway {raw.get('gateway')}"), clock=clock
             )
             for raw in gateway_configs(
-                self.config_dir, host=self.broker.host, port=self.broker.port, scenario=scenario
+                self.config_dir,
+                host=self.broker.host,
+                port=self.broker.port,
+                scenario=scenario,
+                data_dir=self.run_dir / "edge",
             )
         ]
         async with asyncio.TaskGroup() as tg:

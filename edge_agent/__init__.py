@@ -8,29 +8,32 @@ from edge_agent.config import (
     GatewayConfig,
     MqttSettings,
     PrivacySettings,
+    QueueSettings,
+    ReplaySettings,
     load_gateway_config,
     parse_gateway_config,
 )
 from edge_agent.errors import ConfigError, EdgeError, QueueError
 from edge_agent.pseudonym import Pseudonymiser
-from edge_agent.queue import MemoryQueue, OutboundQueue, Priority, QueuedMessage, QueueStats
+from edge_agent.queue import DurableQueue, Priority, QueuedMessage, QueueStats
 
 __all__ = [
     "BatchSettings",
     "ConfigError",
     "DriverState",
+    "DurableQueue",
     "EdgeAgent",
     "EdgeError",
     "GatewayConfig",
-    "MemoryQueue",
     "MqttSettings",
-    "OutboundQueue",
     "Priority",
     "PrivacySettings",
     "Pseudonymiser",
     "QueueError",
+    "QueueSettings",
     "QueueStats",
     "QueuedMessage",
+    "ReplaySettings",
     "agent_version",
     "load_gateway_config",
     "parse_gateway_config",

@@ -28,7 +28,7 @@ from device_drivers import (
 )
 from edge_agent.config import GatewayConfig
 from edge_agent.pseudonym import Pseudonymiser
-from edge_agent.queue import MemoryQueue, OutboundQueue, Priority
+from edge_agent.queue import DurableQueue, Priority
 from wire import (
     Ack,
     Channel,
@@ -87,13 +87,20 @@ class EdgeAgent:
         config: GatewayConfig,
         *,
         clock: Clock | None = None,
-        queue: OutboundQueue | None = None,
+        queue: DurableQueue | None = None,
     ) -> None:
         self.config = config
         self.topics = GatewayTopics(config.site, config.gateway)
         self.session = uuid.uuid4().hex[:16]
         self._clock: Clock = clock or SystemClock()
-        self._queue: OutboundQueue = queue or MemoryQueue()
+        self._queue = queue or DurableQueue(
+            config.data_dir / f"{config.site}.{config.gateway}.queue.sqlite3",
+            max_bytes=config.queue.max_bytes,
+            max_age_s=config.queue.max_age_s,
+            commit_interval_s=config.queue.commit_interval_s,
+        )
+        self._backlog_until = 0  # seqs up to this one were queued before the connection came up
+        self._last_ack_at = time.monotonic()
         secret = config.privacy.site_secret
         if secret is None and not config.privacy.send_raw_credentials:
             msg = "privacy.site_secret is required (use ${ANJU_SITE_SECRET})"
@@ -121,12 +128,14 @@ class EdgeAgent:
                         self._supervise(driver_config), name=f"driver[{driver_config.id}]"
                     )
                 tg.create_task(self._batch_loop(), name="batcher")
+                tg.create_task(self._commit_loop(), name="queue")
                 tg.create_task(self._connection_loop(), name="mqtt")
                 tg.create_task(self._wait_stop(), name="stop")
         except* _Stop:
             pass
         finally:
             self._flush_batch()
+            self._queue.close()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return."""
@@ -232,6 +241,17 @@ class EdgeAgent:
         self.counters["batches"] += 1
         self._wakeup.set()
 
+    async def _commit_loop(self) -> None:
+        interval = self.config.queue.commit_interval_s
+        last_expiry = time.monotonic()
+        while True:
+            await asyncio.sleep(interval / 2)
+            if self._queue.maybe_commit():
+                self._wakeup.set()
+            if time.monotonic() - last_expiry > 60:  # noqa: PLR2004
+                last_expiry = time.monotonic()
+                self._queue.expire()
+
     async def _batch_loop(self) -> None:
         max_delay = self.config.batch.max_delay_s
         while True:
@@ -300,28 +320,61 @@ class EdgeAgent:
             config_hash=self.config.config_hash(),
         )
         await client.publish(self.topics.state, encode(birth), qos=1, retain=True)
-        # Whatever was in flight on the old connection may be lost: send it again.
+        # Whatever was in flight on the old connection may be lost: send it again.  Everything
+        # queued so far is the backlog: it follows live traffic, flagged as a replay.
+        self._queue.commit()
         self._queue.resend_unacked()
+        self._backlog_until = self._queue.last_seq
+        self._last_ack_at = time.monotonic()
         self._connected.set()
         self._wakeup.set()
         logger.info("connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
-        resend_ms = int(self.config.resend_after_s * 1000)
         topic_of = {Channel.DATA: self.topics.data, Channel.EVENT: self.topics.event}
+        rate = self.config.replay.max_messages_per_s
+        tokens, refilled = rate, time.monotonic()
         while True:
-            messages = self._queue.take_unsent(_SEND_CHUNK)
-            if not messages:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.resend_after_s / 2):
-                        await self._wakeup.wait()
-                # The hub may have lost what it never acknowledged (a restart): offer it again.
-                self._queue.resend_unacked(min_age_ms=resend_ms)
-                continue
+            self._check_watchdog()
+            now = time.monotonic()
+            tokens, refilled = min(rate, tokens + (now - refilled) * rate), now
+            messages = self._queue.take_live(self._backlog_until, _SEND_CHUNK)
+            backlog = []
+            if tokens >= 1:
+                backlog = self._queue.take_backlog(self._backlog_until, int(tokens))
+                tokens -= len(backlog)
             for message in messages:
                 await client.publish(topic_of[message.channel], message.payload, qos=1)
-                self.counters["published"] += 1
+            for message in backlog:
+                payload = message.payload.replace(b'"replay":false', b'"replay":true', 1)
+                await client.publish(topic_of[message.channel], payload, qos=1)
+            self.counters["published"] += len(messages) + len(backlog)
+            self.counters["replayed"] += len(backlog)
+            if messages or backlog:
+                continue
+            # Nothing to send now: wait for new data, for a replay token, or to resend.
+            self._wakeup.clear()
+            pending_backlog = self._queue.backlog_size(self._backlog_until) > 0
+            wait = 1 / rate if pending_backlog else min(1.0, self.config.resend_after_s / 2)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+            # The hub may have lost what it never acknowledged (a restart): offer it again.
+            self._queue.resend_unacked(min_age_s=self.config.resend_after_s)
+
+    def _check_watchdog(self) -> None:
+        # Connected but silent: messages go out, no acknowledgement comes back.  Reconnecting
+        # restores subscriptions the broker may have lost.
+        oldest = self._queue.oldest_unacked_sent_s()
+        timeout = self.config.ack_timeout_s
+        if (
+            oldest is not None
+            and oldest > timeout
+            and time.monotonic() - self._last_ack_at > timeout
+        ):
+            self.counters["watchdog_reconnects"] += 1
+            msg = f"no acknowledgement for {timeout:g} s"
+            raise aiomqtt.MqttError(msg)
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -330,7 +383,8 @@ class EdgeAgent:
                 address = parse_topic(str(message.topic))
                 if address.channel is Channel.ACK:
                     ack = decode_as(Ack, payload)
-                    self.counters["acked"] += self._queue.ack(ack.seq)
+                    self.counters["acked"] += self._queue.ack(ack)
+                    self._last_ack_at = time.monotonic()
                 elif address.channel is Channel.CMD and address.command is not None:
                     command = decode_as(Command, payload)
                     reply = self._handle_command(address.command, command)
@@ -359,6 +413,7 @@ class EdgeAgent:
     def health(self) -> Health:
         """The agent's self-metrics."""
         stats = self._queue.stats()
+        self.counters["replay_backlog"] = self._queue.backlog_size(self._backlog_until)
         now = self._clock.now_ms()
         oldest_age = 0.0 if stats.oldest_created_ms is None else (now - stats.oldest_created_ms)
         return Health(

@@ -43,6 +43,26 @@ class BatchSettings(_Frozen):
     max_delay_s: float = Field(default=1.0, gt=0, le=60, description="flush after this long")
 
 
+class QueueSettings(_Frozen):
+    """The durable store-and-forward queue on the gateway's disk."""
+
+    max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="disk budget; oldest telemetry goes first",
+    )
+    max_age_s: float = Field(default=7 * 86_400, gt=0, description="telemetry older than this goes")
+    commit_interval_s: float = Field(
+        default=0.25, gt=0, le=5, description="group commit period (life-safety commits at once)"
+    )
+
+
+class ReplaySettings(_Frozen):
+    """How a backlog is sent after a reconnect, so live traffic keeps flowing."""
+
+    max_messages_per_s: float = Field(default=20.0, gt=0, description="backlog messages per second")
+
+
 class PrivacySettings(_Frozen):
     """Pseudonymisation of credential numbers."""
 
@@ -62,9 +82,17 @@ class GatewayConfig(_Frozen):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    data_dir: Path = Field(default=Path("var/edge"), description="the queue lives here")
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
     health_interval_s: float = Field(default=30.0, gt=0, description="self-metrics period")
     resend_after_s: float = Field(
         default=30.0, gt=0, description="publish again what the hub has not acknowledged by then"
+    )
+    ack_timeout_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="watchdog: reconnect when nothing sent is acknowledged for this long",
     )
     drivers: tuple[DriverConfig, ...] = Field(default=(), description="device drivers to run")
 

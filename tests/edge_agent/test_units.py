@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
-from edge_agent import ConfigError, MemoryQueue, Priority, Pseudonymiser, parse_gateway_config
-from wire import Channel
+from edge_agent import ConfigError, Pseudonymiser, parse_gateway_config
 
 SECRET = b"0123456789abcdef-site-secret"
 
@@ -30,50 +28,6 @@ def test_short_secrets_are_refused():
 
 def test_raw_credentials_only_on_explicit_opt_out():
     assert Pseudonymiser(b"", send_raw=True).pseudonym("00ABC") == "raw:00abc"
-
-
-def _append(queue: MemoryQueue, priority: Priority, tag: str) -> int:
-    return queue.append(
-        Channel.EVENT, priority, lambda seq: orjson.dumps({"seq": seq, "tag": tag}), 0
-    )
-
-
-def test_queue_assigns_increasing_seqs_and_sends_life_safety_first():
-    queue = MemoryQueue()
-    a = _append(queue, Priority.TELEMETRY, "telemetry")
-    b = _append(queue, Priority.EVENT, "event")
-    c = _append(queue, Priority.LIFE_SAFETY, "smoke")
-    assert a < b < c
-    assert [orjson.loads(m.payload)["seq"] for m in queue.take_unsent(10)] == [c, b, a]
-    assert queue.take_unsent(10) == []
-
-
-def test_queue_forgets_only_what_is_acknowledged_and_resends_the_rest():
-    queue = MemoryQueue()
-    seqs = [_append(queue, Priority.TELEMETRY, str(i)) for i in range(5)]
-    queue.take_unsent(10)
-    assert queue.ack(seqs[2]) == 3
-    assert queue.stats().depth == 2
-    assert queue.resend_unacked() == 2
-    assert [m.seq for m in queue.take_unsent(10)] == seqs[3:]
-
-
-def test_full_queue_drops_oldest_telemetry_and_counts_it():
-    queue = MemoryQueue(max_messages=3)
-    t1 = _append(queue, Priority.TELEMETRY, "t1")
-    _append(queue, Priority.LIFE_SAFETY, "smoke")
-    _append(queue, Priority.TELEMETRY, "t2")
-    _append(queue, Priority.EVENT, "door")
-    stats = queue.stats()
-    assert stats.depth == 3
-    assert stats.dropped == {"telemetry": 1}
-    assert t1 not in [m.seq for m in queue.take_unsent(10)]
-
-
-def test_queue_seqs_survive_a_restart_without_reuse():
-    first = MemoryQueue()
-    last = _append(first, Priority.TELEMETRY, "x")
-    assert _append(MemoryQueue(), Priority.TELEMETRY, "y") > last
 
 
 GATEWAY = {

@@ -63,11 +63,14 @@ SITE: dict[str, Any] = {
 }
 
 
-def gateway(mosquitto: Mosquitto, *, incidents: list[dict[str, Any]] | None = None) -> EdgeAgent:
+def gateway(
+    mosquitto: Mosquitto, data_dir: Path, *, incidents: list[dict[str, Any]] | None = None
+) -> EdgeAgent:
     config = parse_gateway_config(
         {
             "site": "sunrise",
             "gateway": "gw-north",
+            "data_dir": str(data_dir),
             "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
             "privacy": {"site_secret": SECRET},
             "batch": {"max_readings": 50, "max_delay_s": 0.2},
@@ -141,7 +144,7 @@ async def test_a_simulated_reading_is_stored_in_victoriametrics_with_its_place(
 ) -> None:
     tap = Tap(mosquitto, "anju/v1/sunrise/gw-north/data")
     hub = Hub(hub_config(tmp_path, mosquitto, influx=InfluxSettings(url=victoria.url)), rules=None)
-    agent = gateway(mosquitto)
+    agent = gateway(mosquitto, tmp_path / "edge")
     async with running(hub, agent):
         async with asyncio.timeout(20):
             while hub.ingestor.counters["acks"] < 3:
@@ -194,6 +197,7 @@ async def test_scenario_smoke_reaches_the_webhook_naming_the_place(
     hub = Hub(config)
     agent = gateway(
         mosquitto,
+        tmp_path / "edge",
         incidents=[{"at": "1s", "do": "smoke", "device": "b3-2-201-smoke", "duration": "3s"}],
     )
     started = now_ms()
@@ -226,7 +230,7 @@ async def test_hostile_traffic_over_the_broker_is_quarantined_while_good_data_is
     tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics
 ) -> None:
     hub = Hub(hub_config(tmp_path, mosquitto, influx=InfluxSettings(url=victoria.url)), rules=None)
-    agent = gateway(mosquitto)
+    agent = gateway(mosquitto, tmp_path / "edge")
     attacker = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     attacker.connect(mosquitto.host, mosquitto.port)
     attacker.loop_start()

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from cli.dashboards import dashboards_app
+
 app = typer.Typer(
     name="anju",
     help="anju (安居): edge and hub for the safety and facilities of residential communities.",
@@ -25,6 +27,7 @@ hub_app = typer.Typer(help="The hub daemon.", no_args_is_help=True)
 edge_app = typer.Typer(help="The gateway's edge agent.", no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
 app.add_typer(edge_app, name="edge")
+app.add_typer(dashboards_app, name="dashboards")
 
 err_console = Console(stderr=True)
 

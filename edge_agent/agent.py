@@ -101,6 +101,7 @@ class EdgeAgent:
         )
         self._backlog_until = 0  # seqs up to this one were queued before the connection came up
         self._last_ack_at = time.monotonic()
+        self._client_now: aiomqtt.Client | None = None
         secret = config.privacy.site_secret
         if secret is None and not config.privacy.send_raw_credentials:
             msg = "privacy.site_secret is required (use ${ANJU_SITE_SECRET})"
@@ -143,6 +144,15 @@ class EdgeAgent:
 
     async def _wait_stop(self) -> None:
         await self._stopping.wait()
+        # A clean disconnect suppresses the Last Will, so say goodbye ourselves.
+        client = self._client_now
+        if client is not None and self.connected:
+            offline = GatewayState(
+                online=False, ts=self._clock.now_ms(), session=self.session, agent=agent_version()
+            )
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await client.publish(self.topics.state, encode(offline), qos=1, retain=True)
         raise _Stop
 
     @property
@@ -295,6 +305,7 @@ class EdgeAgent:
         while True:
             try:
                 async with self._client() as client:
+                    self._client_now = client
                     attempt = 0
                     await self._on_connected(client)
                     async with asyncio.TaskGroup() as tg:
@@ -305,6 +316,7 @@ class EdgeAgent:
                 self.counters["disconnects"] += 1
                 logger.warning("broker connection lost: %s", group.exceptions[0])
             self._connected.clear()
+            self._client_now = None
             attempt += 1
             cap = self.config.mqtt.reconnect_max_s
             await asyncio.sleep(min(cap, 0.5 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0))

@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from prometheus_client import start_http_server
+
 from hub.alerts import AlertManager
 from hub.config import HubConfig
 from hub.ingest import Ingestor, RuleSink, now_ms
+from hub.metrics import hub_registry
 from hub.mqtt import HubMqtt
 from hub.notifiers import LogNotifier, Notifier, WebhookNotifier
 from hub.registry import DeviceInfo, Registry, load_site
@@ -134,6 +137,11 @@ class Hub:
     async def run(self) -> None:
         """Connect, ingest and alert until :meth:`stop`; then flush and disconnect cleanly."""
         self.mqtt.start(asyncio.get_running_loop())
+        metrics_server = None
+        if self.config.metrics.port:
+            metrics_server, _ = start_http_server(
+                self.config.metrics.port, self.config.metrics.host, registry=hub_registry(self)
+            )
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.ingestor.run_writer(), name="hub.writer")
@@ -145,6 +153,9 @@ class Hub:
         except* _Stop:
             pass
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             await self._shutdown()
 
     async def _shutdown(self) -> None:

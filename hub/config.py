@@ -69,6 +69,13 @@ class NotifierSettings(_Frozen):
     log: bool = Field(default=True, description="also write every notification to the log")
 
 
+class MetricsSettings(_Frozen):
+    """The Prometheus endpoint of the hub's self-metrics."""
+
+    host: str = Field(default="127.0.0.1", description="listen address")
+    port: int = Field(default=0, ge=0, le=65535, description="0 turns the endpoint off")
+
+
 class HubConfig(_Frozen):
     """Everything a hub needs to run."""
 
@@ -82,6 +89,7 @@ class HubConfig(_Frozen):
     retention_days: float = Field(default=30, gt=0, description="embedded store retention")
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     def rule_files(self) -> list[Path]:
         """Every rule file named directly or found in a named directory."""

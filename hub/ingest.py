@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from hub.errors import StoreError
 from hub.registry import DeviceInfo, Registry, line_protocol_tags
 from hub.sinks import Point
 from hub.spool import Forwarder, encode_points
-from hub.store import Batch, HubStore, QuarantineEntry, StoredEvent
+from hub.store import Batch, GatewayRecord, HubStore, QuarantineEntry, StoredEvent
 from wire import (
     Ack,
     Channel,
@@ -76,6 +77,14 @@ class SeqWindow:
         return True
 
 
+class DeviceState(enum.StrEnum):
+    """What the hub can say about a device right now."""
+
+    ONLINE = "online"  # its gateway is up and the device answers
+    OFFLINE = "offline"  # its gateway reports it faulty or silent
+    UNKNOWN = "unknown"  # its gateway is down: nobody can tell
+
+
 @dataclasses.dataclass(slots=True)
 class GatewayStatus:
     """What the hub knows of one gateway right now."""
@@ -99,11 +108,14 @@ class _Pending:
     events: list[StoredEvent] = dataclasses.field(default_factory=list)
     quarantine: list[QuarantineEntry] = dataclasses.field(default_factory=list)
     seen: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
+    gateway_states: dict[str, GatewayRecord] = dataclasses.field(default_factory=dict)
     seqs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     urgent: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.points or self.events or self.quarantine or self.seqs)
+        return bool(
+            self.points or self.events or self.quarantine or self.seqs or self.gateway_states
+        )
 
 
 class RuleSink:
@@ -156,6 +168,7 @@ class Ingestor:
                 for seq in seqs:
                     status.window.check_and_add(seq)
         self.latest: dict[str, tuple[int, dict[str, float]]] = {}
+        self._faulted: set[str] = set()
         self._gateway_tags = {
             gw: line_protocol_tags({"site": registry.site_id, "gateway": gw}, ("site", "gateway"))
             for gw in registry.gateways
@@ -296,6 +309,10 @@ class Ingestor:
             self._quarantine(topic, gateway, field, reason, payload, received)
             return
         self.counters["events"] += 1
+        if event.kind == "device.fault":
+            self._faulted.add(device.id)
+        elif event.kind == "device.recovered":
+            self._faulted.discard(device.id)
         tags = f"{device.tags},kind={event.kind}"
         self._pending.points.append(
             Point(Measurement.EVENT.value, tags, {"count": 1.0}, event.ts, device.id)
@@ -326,7 +343,26 @@ class Ingestor:
             status.config_hash = state.config_hash
             status.skew_ms = received - state.ts
         self.counters["state_changes"] += 1
+        self._pending.gateway_states[gateway] = GatewayRecord(
+            gateway=gateway,
+            online=state.online,
+            session=state.session,
+            agent=status.agent,
+            config_hash=status.config_hash,
+            last_seen_ms=received,
+            skew_ms=status.skew_ms,
+        )
         logger.info("gateway %s is %s", gateway, "online" if state.online else "offline")
+
+    def device_state(self, device_id: str) -> DeviceState:
+        """Online, offline, or unknown when its gateway is down.
+
+        A dead gateway proves nothing about its devices, so they are not called offline.
+        """
+        device = self.registry.devices[device_id]
+        if not self.gateways[device.gateway].online:
+            return DeviceState.UNKNOWN
+        return DeviceState.OFFLINE if device_id in self._faulted else DeviceState.ONLINE
 
     def _on_health(self, gateway: str, status: GatewayStatus, health: Health) -> None:
         status.health = health.model_dump()
@@ -390,6 +426,7 @@ class Ingestor:
             quarantine=pending.quarantine,
             events=pending.events,
             seen=pending.seen,
+            gateway_states=list(pending.gateway_states.values()),
         )
         if pending.points:
             batch.spool_body = encode_points(pending.points)

@@ -98,6 +98,19 @@ class AlertRecord:
     updated_ms: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """A gateway's presence as last announced."""
+
+    gateway: str
+    online: bool
+    session: str | None
+    agent: str | None
+    config_hash: str | None
+    last_seen_ms: int
+    skew_ms: int | None
+
+
 @dataclasses.dataclass(slots=True)
 class Batch:
     """Everything one flush makes durable together."""
@@ -106,6 +119,7 @@ class Batch:
     quarantine: list[QuarantineEntry] = dataclasses.field(default_factory=list)
     events: list[StoredEvent] = dataclasses.field(default_factory=list)
     seen: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
+    gateway_states: list[GatewayRecord] = dataclasses.field(default_factory=list)
     spool_body: bytes | None = None
     spool_points: int = 0
 
@@ -158,6 +172,21 @@ class HubStore:
                     )
                 if batch.seen:
                     conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", batch.seen)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO gateway_state VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                    [
+                        (
+                            g.gateway,
+                            int(g.online),
+                            g.session,
+                            g.agent,
+                            g.config_hash,
+                            g.last_seen_ms,
+                            g.skew_ms,
+                        )
+                        for g in batch.gateway_states
+                    ],
+                )
                 if batch.spool_body is not None:
                     cursor = conn.execute(
                         "INSERT INTO spool (created_ms, points, body) VALUES (?, ?, ?)",
@@ -301,38 +330,19 @@ class HubStore:
         rows = await self._db.call(_query)
         return [_alert_from_row(row) for row in rows]
 
-    async def save_gateway_state(
-        self,
-        gateway: str,
-        *,
-        online: bool,
-        session: str | None,
-        agent: str | None,
-        config_hash: str | None,
-        last_seen_ms: int,
-        skew_ms: int | None,
-        health: dict[str, Any] | None,
-    ) -> None:
-        """Record a gateway's presence."""
-        row = (
-            gateway,
-            int(online),
-            session,
-            agent,
-            config_hash,
-            last_seen_ms,
-            skew_ms,
-            None if health is None else orjson.dumps(health).decode(),
-        )
+    async def gateway_records(self) -> list[GatewayRecord]:
+        """Every gateway's last announced presence."""
 
-        def _save(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO gateway_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
+        def _query(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(
+                "SELECT gateway, online, session, agent, config_hash, last_seen_ms, skew_ms "
+                "FROM gateway_state ORDER BY gateway"
+            ).fetchall()
 
-        await self._db.call(_save)
+        return [
+            GatewayRecord(gw, bool(online), session, agent, chash, seen, skew)
+            for gw, online, session, agent, chash, seen, skew in await self._db.call(_query)
+        ]
 
     async def record_notification(
         self,

@@ -20,7 +20,17 @@ class Measurement(enum.StrEnum):
 
 
 # Tags on every point about a device; place tags are empty when the registry does not know them.
-DEVICE_TAGS = ("site", "gateway", "device", "device_kind", "grid", "building", "floor", "unit")
+DEVICE_TAGS = (
+    "site",
+    "gateway",
+    "device",
+    "device_kind",
+    "grid",
+    "building",
+    "floor",
+    "unit",
+    "area",
+)
 EVENT_TAGS = (*DEVICE_TAGS, "kind")
 ALERT_TAGS = (*DEVICE_TAGS, "rule", "severity")
 

@@ -15,6 +15,10 @@ from device_drivers.errors import DriverConfigError, DriverNotAvailableError
 
 # Imported only when selected, so one family's optional dependencies never burden another.
 BUILTIN_DRIVERS: dict[str, str] = {
+    "ds18b20": "device_drivers.onewire:Ds18b20Driver",
+    "gpio": "device_drivers.gpio:GpioDriver",
+    "mhz19": "device_drivers.uart:Mhz19Driver",
+    "pms5003": "device_drivers.uart:Pms5003Driver",
     "simulated": "device_drivers.simulated:SimulatedDriver",
 }
 ENTRY_POINT_GROUP = "anju.drivers"

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 
 from cli.dashboards import dashboards_app
+from cli.device import device_app
 
 app = typer.Typer(
     name="anju",
@@ -28,6 +29,7 @@ edge_app = typer.Typer(help="The gateway's edge agent.", no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
 app.add_typer(edge_app, name="edge")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(device_app, name="device")
 
 err_console = Console(stderr=True)
 

@@ -18,6 +18,7 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "ds18b20": "device_drivers.onewire:Ds18b20Driver",
     "gpio": "device_drivers.gpio:GpioDriver",
     "mhz19": "device_drivers.uart:Mhz19Driver",
+    "modbus_rtu": "device_drivers.modbus:ModbusRtuDriver",
     "pms5003": "device_drivers.uart:Pms5003Driver",
     "simulated": "device_drivers.simulated:SimulatedDriver",
 }

@@ -19,8 +19,10 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "gpio": "device_drivers.gpio:GpioDriver",
     "mhz19": "device_drivers.uart:Mhz19Driver",
     "modbus_rtu": "device_drivers.modbus:ModbusRtuDriver",
+    "osdp": "device_drivers.osdp:OsdpDriver",
     "pms5003": "device_drivers.uart:Pms5003Driver",
     "simulated": "device_drivers.simulated:SimulatedDriver",
+    "wiegand": "device_drivers.wiegand:WiegandDriver",
 }
 ENTRY_POINT_GROUP = "anju.drivers"
 

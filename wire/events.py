@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from wire.errors import DecodeError
 
 # A pseudonymised credential: "h1:" + 32 hex digits of a keyed hash.  A site that opts out of
-# pseudonymisation sends "raw:" + the number; nothing else is a valid credential.
+# pseudonymisation sends "raw:" + the driver's credential string ("<bits>:<hex>" for a card,
+# "pin:<digits>" for a keypad entry); nothing else is a valid credential.
 PSEUDONYM_PATTERN = r"^h1:[0-9a-f]{32}$"
-CREDENTIAL_PATTERN = r"^(h1:[0-9a-f]{32}|raw:[0-9A-Fa-f]{1,40})$"
+CREDENTIAL_PATTERN = r"^(h1:[0-9a-f]{32}|raw:([0-9]{1,3}:[0-9a-f]{1,64}|pin:[0-9]{1,16}))$"
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 _SHORT = 64

@@ -123,8 +123,12 @@ class Card:
 
     @property
     def raw(self) -> str:
-        """The raw credential as a driver reports it: the 26-bit frame in hex."""
-        return f"{wiegand26(self.facility, self.number):07x}"
+        """The raw credential as every card driver reports it: ``"<bits>:<hex>"``.
+
+        The hex is the whole frame with its parity bits, padded to whole bytes, so a simulated
+        card gets the same pseudonym as the same card read by an OSDP or Wiegand reader.
+        """
+        return f"26:{wiegand26(self.facility, self.number):08x}"
 
 
 class CardPool:

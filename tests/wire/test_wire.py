@@ -98,7 +98,7 @@ def test_door_access_accepts_only_pseudonyms_or_explicit_raw_opt_out():
         "door.access", {"credential": "h1:" + "ab" * 16, "format": "wiegand26"}
     )
     assert good["credential"].startswith("h1:")
-    assert validate_event_data("door.access", {"credential": "raw:1234", "format": "osdp"})
+    assert validate_event_data("door.access", {"credential": "raw:26:02f623ae", "format": "osdp"})
     with pytest.raises(DecodeError) as info:
         validate_event_data("door.access", {"credential": "0012345678", "format": "wiegand26"})
     assert info.value.field == "data.credential"

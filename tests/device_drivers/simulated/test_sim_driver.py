@@ -150,7 +150,7 @@ def test_raw_card_numbers_never_go_into_data(
             assert event.credential is None
     for event in reads:
         assert event.credential is not None
-        assert re.fullmatch(r"[0-9a-f]{7}", event.credential)
+        assert re.fullmatch(r"26:[0-9a-f]{8}", event.credential)  # the shared convention
         assert event.data["format"] == "wiegand26"
         assert event.data["bits"] == 26
         assert event.data["door"] == "east-gate"

@@ -52,6 +52,7 @@ from wire import (
 logger = logging.getLogger(__name__)
 
 _SEND_CHUNK = 200
+_FAILED_STARTS_TO_FAULT = 2
 
 
 def agent_version() -> str:
@@ -117,6 +118,8 @@ class EdgeAgent:
         self._connected = asyncio.Event()
         self.counters: Counter[str] = Counter()
         self.drivers: dict[str, DriverState] = {d.id: DriverState() for d in config.drivers}
+        # Devices known to be faulted or fine, from their drivers' fault and recovery events.
+        self.device_states: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -169,12 +172,17 @@ class EdgeAgent:
     async def _supervise(self, driver_config: DriverConfig) -> None:
         state = self.drivers[driver_config.id]
         backoff = 1.0
+        failures = 0
+        faulted: tuple[str, ...] = ()
         while True:
             driver = create_driver(driver_config, clock=self._clock)
             try:
                 async with driver:
                     state.state = "running"
-                    backoff = 1.0
+                    backoff, failures = 1.0, 0
+                    if faulted:
+                        self._driver_recovered(faulted)
+                        faulted = ()
                     async for output in driver.outputs():
                         self._accept(output)
                 state.last_error = "driver ended"
@@ -185,9 +193,27 @@ class EdgeAgent:
                 logger.warning("driver %s failed: %s", driver_config.id, state.last_error)
             state.state = "backoff"
             state.restarts += 1
+            failures += 1
             self.counters["driver_restarts"] += 1
+            # A driver that cannot even start (a port absent at boot) never reports its
+            # devices itself: after repeated failures the agent says they stopped answering.
+            if failures == _FAILED_STARTS_TO_FAULT and not faulted:
+                faulted = driver.device_ids
+                self._driver_faulted(faulted, state.last_error or "driver failed")
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, 60.0)
+
+    def _driver_faulted(self, devices: tuple[str, ...], reason: str) -> None:
+        now = self._clock.now_ms()
+        for device in devices:
+            if self.device_states.get(device) != "faulted":
+                self._accept(DeviceEvent(device, now, "device.fault", {"reason": reason[:256]}))
+
+    def _driver_recovered(self, devices: tuple[str, ...]) -> None:
+        now = self._clock.now_ms()
+        for device in devices:
+            if self.device_states.get(device) == "faulted":
+                self._accept(DeviceEvent(device, now, "device.recovered", {}))
 
     def _accept(self, output: Sample | DeviceEvent) -> None:
         if isinstance(output, Sample):
@@ -210,6 +236,10 @@ class EdgeAgent:
             self._flush_batch()
 
     def _accept_event(self, event: DeviceEvent) -> None:
+        if event.kind == "device.fault":
+            self.device_states[event.device] = "faulted"
+        elif event.kind == "device.recovered":
+            self.device_states[event.device] = "ok"
         data = dict(event.data)
         if event.credential is not None:
             # The raw number is dropped here: only the pseudonym is queued or published.
@@ -435,6 +465,7 @@ class EdgeAgent:
             oldest_age_s=max(0.0, oldest_age / 1000),
             dropped=stats.dropped,
             drivers={name: s.state for name, s in self.drivers.items()},
+            devices=dict(self.device_states),
             counters=dict(self.counters),
             disk_free_bytes=shutil.disk_usage(Path.cwd()).free,
             cpu_temp_c=_cpu_temperature(),

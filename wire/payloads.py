@@ -91,6 +91,9 @@ class Health(Payload):
     oldest_age_s: float = Field(ge=0)
     dropped: dict[Text, int] = Field(default_factory=dict)
     drivers: dict[Text, Text] = Field(default_factory=dict)
+    devices: dict[Text, Text] = Field(
+        default_factory=dict, description="device id -> faulted | ok, for devices that faulted"
+    )
     counters: dict[Text, int] = Field(default_factory=dict)
     disk_free_bytes: int | None = None
     cpu_temp_c: float | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from edge_agent.agent import DriverState, EdgeAgent, agent_version
 from edge_agent.config import (
     BatchSettings,
+    DoorConfig,
     GatewayConfig,
     MqttSettings,
     PrivacySettings,
@@ -20,6 +21,7 @@ from edge_agent.queue import DurableQueue, Priority, QueuedMessage, QueueStats
 __all__ = [
     "BatchSettings",
     "ConfigError",
+    "DoorConfig",
     "DriverState",
     "DurableQueue",
     "EdgeAgent",

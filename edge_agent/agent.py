@@ -27,6 +27,7 @@ from device_drivers import (
     create_driver,
 )
 from edge_agent.config import GatewayConfig
+from edge_agent.doors import Doors
 from edge_agent.pseudonym import Pseudonymiser
 from edge_agent.queue import DurableQueue, Priority
 from wire import (
@@ -118,6 +119,7 @@ class EdgeAgent:
         self._connected = asyncio.Event()
         self.counters: Counter[str] = Counter()
         self.drivers: dict[str, DriverState] = {d.id: DriverState() for d in config.drivers}
+        self._doors = Doors(config.doors)
         # Devices known to be faulted or fine, from their drivers' fault and recovery events.
         self.device_states: dict[str, str] = {}
 
@@ -133,6 +135,8 @@ class EdgeAgent:
                     )
                 tg.create_task(self._batch_loop(), name="batcher")
                 tg.create_task(self._commit_loop(), name="queue")
+                if self._doors:
+                    tg.create_task(self._door_loop(), name="doors")
                 tg.create_task(self._connection_loop(), name="mqtt")
                 tg.create_task(self._wait_stop(), name="stop")
         except* _Stop:
@@ -236,6 +240,12 @@ class EdgeAgent:
             self._flush_batch()
 
     def _accept_event(self, event: DeviceEvent) -> None:
+        self._queue_event(event)
+        if self._doors and event.kind.startswith("door."):
+            for door_event in self._doors.observe(event):
+                self._queue_event(door_event)
+
+    def _queue_event(self, event: DeviceEvent) -> None:
         if event.kind == "device.fault":
             self.device_states[event.device] = "faulted"
         elif event.kind == "device.recovered":
@@ -280,6 +290,12 @@ class EdgeAgent:
         self._queue.append(Channel.DATA, Priority.TELEMETRY, build, self._clock.now_ms())
         self.counters["batches"] += 1
         self._wakeup.set()
+
+    async def _door_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            for event in self._doors.tick(self._clock.now_ms()):
+                self._queue_event(event)
 
     async def _commit_loop(self) -> None:
         interval = self.config.queue.commit_interval_s

@@ -63,6 +63,17 @@ class ReplaySettings(_Frozen):
     max_messages_per_s: float = Field(default=20.0, gt=0, description="backlog messages per second")
 
 
+class DoorConfig(_Frozen):
+    """A door made of devices on any drivers (for doors no single driver sees whole)."""
+
+    name: Id = Field(description="door name, put in its events")
+    contact: Id = Field(description="device id of the door contact; door events carry it")
+    exit_buttons: tuple[Id, ...] = Field(default=(), description="request-to-exit devices")
+    readers: tuple[Id, ...] = Field(default=(), description="readers whose grants open it")
+    grant_window_s: float = Field(default=10.0, gt=0, description="how long a grant holds")
+    held_open_s: float | None = Field(default=60.0, gt=0, description="None: never held open")
+
+
 class PrivacySettings(_Frozen):
     """Pseudonymisation of credential numbers."""
 
@@ -95,6 +106,9 @@ class GatewayConfig(_Frozen):
         description="watchdog: reconnect when nothing sent is acknowledged for this long",
     )
     drivers: tuple[DriverConfig, ...] = Field(default=(), description="device drivers to run")
+    doors: tuple[DoorConfig, ...] = Field(
+        default=(), description="doors assembled from devices of several drivers"
+    )
 
     @field_validator("drivers", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -107,13 +108,22 @@ class Scope(_Frozen):
         self._devices = frozenset(self.devices) if self.devices else None
         return self
 
+    @functools.cached_property
+    def compiled(self) -> tuple[frozenset[str] | None, tuple[tuple[str, frozenset[str]], ...]]:
+        """The checks as plain values.
+
+        Pydantic private attributes are slow to read, and this runs for every reading and rule.
+        """
+        return self._devices, self._checks
+
     def matches(self, device: str, labels: Mapping[str, str]) -> bool:
         """Whether a subject with ``device`` id and ``labels`` is in scope."""
-        if self._devices is not None and device not in self._devices:
+        devices, checks = self.compiled
+        if devices is not None and device not in devices:
             return False
-        if not self._checks:
+        if not checks:
             return True  # most rules have no scope; skip building a generator per reading
-        return all(labels.get(label) in names for label, names in self._checks)
+        return all(labels.get(label) in names for label, names in checks)
 
 
 class RuleBase(_Frozen):
@@ -232,9 +242,15 @@ class ThresholdRule(RuleBase):
             return self.below
         return None
 
+    @functools.cached_property
+    def clear_band(self) -> tuple[float, float]:
+        """The clear band as plain floats (read per reading; see :meth:`Scope.compiled`)."""
+        return self._clear_below, self._clear_above
+
     def cleared(self, value: float) -> bool:
         """Whether a firing alert resolves at ``value`` (back inside the clear band)."""
-        return self._clear_below <= value <= self._clear_above
+        low, high = self.clear_band
+        return low <= value <= high
 
 
 def _clear_level(threshold: float, clear: float | None, field: str, *, higher: bool) -> float:

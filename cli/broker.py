@@ -57,7 +57,9 @@ class MosquittoBroker:
             "allow_anonymous true\n"
             "persistence false\n"
             f"log_dest file {self._run_dir / 'mosquitto.log'}\n"
-            "max_queued_messages 100000\n",
+            "max_queued_messages 100000\n"
+            # Alarms and acks are small messages: send them now, not after a delayed ACK.
+            "set_tcp_nodelay true\n",
             encoding="utf-8",
         )
         self._process = await asyncio.create_subprocess_exec(

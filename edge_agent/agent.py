@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import random
 import shutil
+import socket
 import ssl
 import time
 import uuid
@@ -343,6 +344,8 @@ class EdgeAgent:
             clean_session=True,
             will=aiomqtt.Will(self.topics.state, encode(offline), qos=1, retain=True),
             tls_context=tls_context,
+            # Events are small and urgent: do not let Nagle hold them for a delayed ACK.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             logger=logging.getLogger("edge_agent.mqtt"),
         )
 

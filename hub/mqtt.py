@@ -1,8 +1,10 @@
 """The hub's broker connection (paho-mqtt on its own network thread).
 
 Messages are handed to the event loop in bursts: the network thread appends to a deque and
-wakes the loop only when the deque was empty, so a busy stream costs one wake-up per burst
-rather than one per message.
+wakes the loop only when no drain is scheduled, so a busy stream costs one wake-up per burst
+rather than one per message.  Events and presence go in a lane of their own that is drained
+first, so an alarm never waits behind a backlog of telemetry; telemetry is drained in slices,
+so flushes and acknowledgements go on while a backlog is worked off.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -27,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes, int], None]
 
+# Messages handled per turn of the event loop while a backlog is worked off.
+_SLICE = 64
+_URGENT_SUFFIXES = ("/event", "/state")
+
 
 class HubMqtt:
     """A persistent-session subscriber to every gateway's uplink topics."""
@@ -36,6 +43,7 @@ class HubMqtt:
         self._handler = handler
         self._version = version
         self._inbox: collections.deque[tuple[str, bytes, int]] = collections.deque()
+        self._urgent: collections.deque[tuple[str, bytes, int]] = collections.deque()
         self._lock = threading.Lock()
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,6 +110,10 @@ class HubMqtt:
             logger.error("broker refused the hub: %s", reason)
             return
         self.connects += 1
+        # Acks and alarms are small: do not let Nagle hold them for a delayed ACK (~40 ms).
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Subscribe on every connect: a broker that lost its state must not leave us silent.
         client.subscribe([(topic, 1) for topic in GATEWAY_UPLINK_CHANNELS_FILTERS])
         client.publish(
@@ -124,7 +136,8 @@ class HubMqtt:
         logger.warning("hub disconnected from broker: %s", reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._inbox.append((msg.topic, bytes(msg.payload), _now_ms()))
+        lane = self._urgent if msg.topic.endswith(_URGENT_SUFFIXES) else self._inbox
+        lane.append((msg.topic, bytes(msg.payload), _now_ms()))
         with self._lock:
             if self._scheduled or self._loop is None:
                 return
@@ -136,10 +149,18 @@ class HubMqtt:
     def _drain(self) -> None:
         with self._lock:
             self._scheduled = False
-        inbox = self._inbox
-        while inbox:
-            topic, payload, received = inbox.popleft()
-            self._handler(topic, payload, received)
+        handler, urgent, inbox = self._handler, self._urgent, self._inbox
+        while urgent:
+            handler(*urgent.popleft())
+        for _ in range(min(len(inbox), _SLICE)):
+            handler(*inbox.popleft())
+        if urgent or inbox:
+            with self._lock:
+                if self._scheduled or self._loop is None:
+                    return
+                self._scheduled = True
+            # call_soon, not a loop: the writer and the acknowledgements get their turn.
+            self._loop.call_soon(self._drain)
 
 
 def _now_ms() -> int:

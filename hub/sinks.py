@@ -78,7 +78,8 @@ class InfluxSink:
         self._precision: Any = WritePrecision.MS
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="influx")
 
-    def _write_sync(self, lines: list[str]) -> None:
+    def _write_sync(self, points: Sequence[Point]) -> None:
+        lines = [p.line() for p in points]  # formatted here, on the writer thread
         try:
             self._write_api.write(
                 bucket=self._bucket, org=self._org, record=lines, write_precision=self._precision
@@ -88,8 +89,7 @@ class InfluxSink:
 
     async def write(self, points: Sequence[Point]) -> None:
         """Write one batch."""
-        lines = [p.line() for p in points]
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_sync, lines)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_sync, points)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -103,13 +103,14 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+# One clustered B-tree: a history query is a range scan of its key, an insert touches one tree,
+# and writing the same point again (after a hub crash) replaces it instead of doubling it.
 TSDB_SCHEMA = """
 CREATE TABLE IF NOT EXISTS point (
-    ts INTEGER NOT NULL, measurement TEXT NOT NULL, device TEXT NOT NULL,
-    field TEXT NOT NULL, value REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS point_device_field_ts ON point (device, field, ts);
-CREATE INDEX IF NOT EXISTS point_ts ON point (ts);
+    device TEXT NOT NULL, field TEXT NOT NULL, ts INTEGER NOT NULL, measurement TEXT NOT NULL,
+    value REAL NOT NULL, PRIMARY KEY (device, field, ts, measurement)) WITHOUT ROWID;
 """
+_PURGE_EVERY_S = 3600
 
 
 class SqliteSink:
@@ -120,23 +121,23 @@ class SqliteSink:
     def __init__(self, path: Path, *, retention_days: float) -> None:
         self._db = Database(path, schema=TSDB_SCHEMA)
         self._retention_ms = int(retention_days * 86_400_000)
-        self._last_purge = 0.0
+        self._last_purge = time.monotonic() - _PURGE_EVERY_S  # purge on the first write
 
     async def write(self, points: Sequence[Point]) -> None:
         """Insert one batch in one transaction, purging expired rows now and then."""
         rows = [
-            (p.ts_ms, p.measurement, p.device, name, value)
+            (p.device, name, p.ts_ms, p.measurement, value)
             for p in points
             for name, value in p.fields.items()
         ]
         purge_before = None
-        if time.monotonic() - self._last_purge > 60:  # noqa: PLR2004
+        if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
             self._last_purge = time.monotonic()
             purge_before = time.time_ns() // 1_000_000 - self._retention_ms
 
         def _insert(conn: sqlite3.Connection) -> None:
             with conn:
-                conn.executemany("INSERT INTO point VALUES (?, ?, ?, ?, ?)", rows)
+                conn.executemany("INSERT OR REPLACE INTO point VALUES (?, ?, ?, ?, ?)", rows)
                 if purge_before is not None:
                     conn.execute("DELETE FROM point WHERE ts < ?", (purge_before,))
 

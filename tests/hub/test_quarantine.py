@@ -21,7 +21,7 @@ def batch(seq: int, *, dev: str = "th1", ts: int | None = None, values=None, **e
         "readings": [
             {
                 "dev": dev,
-                "ts": now_ms() if ts is None else ts,
+                "ts": now_ms() + seq if ts is None else ts,  # one point per batch
                 "values": values or {"temperature": 21.5},
             }
         ],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import heapq
 import logging
 import sqlite3
 import time
@@ -377,10 +378,14 @@ class DurableQueue:
                 if meta.sent_at is not None
                 and (min_age_s is None or now - meta.sent_at >= min_age_s)
             ]
+            if not stale:
+                continue
             for seq in stale:
                 messages[seq].sent_at = None
-            # Back in line in seq order, ahead of what was never sent.
-            self._unsent[priority].extendleft(reversed(stale))
+            # Back in line in seq order.  Each line must stay sorted: a resent live message
+            # put ahead of a backlog still waiting would block that backlog (take_backlog
+            # stops at the first seq beyond it, take_live at the first seq within it).
+            self._unsent[priority] = collections.deque(heapq.merge(stale, self._unsent[priority]))
             again += len(stale)
         return again
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install the servers that the integration tests, the benchmarks and the demo run on this machine:
-# Mosquitto (broker and command-line clients) and VictoriaMetrics, from the distribution's packages.
+# Mosquitto (broker and command-line clients) and VictoriaMetrics, from the distribution's packages;
+# and libfaketime (package faketime), with which the fault tests move an edge agent's wall clock.
 #
 # Idempotent: does nothing when all are installed. The tests never use the system services these
 # packages bring; they start their own instances on free loopback ports.
 set -euo pipefail
 
-packages=(mosquitto mosquitto-clients victoria-metrics)
+packages=(mosquitto mosquitto-clients victoria-metrics faketime)
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -15,9 +16,11 @@ missing=()
 have mosquitto || [[ -x /usr/sbin/mosquitto ]] || [[ -x /usr/local/sbin/mosquitto ]] || missing+=(mosquitto)
 have mosquitto_sub || missing+=(mosquitto_sub)
 have victoria-metrics || missing+=(victoria-metrics)
+have_libfaketime() { compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null; }
+have_libfaketime || missing+=(libfaketime)
 
 if ((${#missing[@]} == 0)); then
-    echo "install-servers: mosquitto, mosquitto_sub and victoria-metrics are installed"
+    echo "install-servers: mosquitto, mosquitto_sub, victoria-metrics and libfaketime are installed"
     exit 0
 fi
 
@@ -28,8 +31,9 @@ manual_help() {
 install-servers: $1
 Install these packages yourself, then run this again:
     Debian/Ubuntu:  sudo apt-get install ${packages[*]}
-    elsewhere:      Mosquitto 2.x (mosquitto, mosquitto_sub on PATH or /usr/sbin)
-                    and single-node VictoriaMetrics (victoria-metrics on PATH)
+    elsewhere:      Mosquitto 2.x (mosquitto, mosquitto_sub on PATH or /usr/sbin),
+                    single-node VictoriaMetrics (victoria-metrics on PATH)
+                    and libfaketime (/usr/lib/<arch>/faketime/libfaketime.so.1)
 EOF
     exit 1
 }
@@ -66,4 +70,5 @@ for binary in mosquitto_sub victoria-metrics; do
     have "$binary" || manual_help "$binary is still missing after the install"
 done
 have mosquitto || [[ -x /usr/sbin/mosquitto ]] || manual_help "mosquitto is still missing after the install"
+have_libfaketime || manual_help "libfaketime is still missing after the install"
 echo "install-servers: done"

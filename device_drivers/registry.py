@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from device_drivers.base import Driver, DriverConfig
 from device_drivers.clock import Clock
+from device_drivers.doors.access import Authorise
 from device_drivers.errors import DriverConfigError, DriverNotAvailableError
 
 # Imported only when selected, so one family's optional dependencies never burden another.
@@ -68,6 +70,15 @@ def parse_driver_config(raw: Mapping[str, Any]) -> DriverConfig:
         raise DriverConfigError(driver_id, field, err["msg"]) from None
 
 
-def create_driver(config: DriverConfig, *, clock: Clock) -> Driver[Any]:
-    """Instantiate the driver for a validated config."""
-    return driver_class(config.type)(config, clock=clock)
+def create_driver(
+    config: DriverConfig, *, clock: Clock, authorise: Authorise | None = None
+) -> Driver[Any]:
+    """Instantiate the driver for a validated config.
+
+    ``authorise`` (a local access decision) goes to the drivers that read credentials and
+    accept one; others never see it.
+    """
+    cls = driver_class(config.type)
+    if authorise is not None and "authorise" in inspect.signature(cls.__init__).parameters:
+        return cls(config, clock=clock, authorise=authorise)  # type: ignore[call-arg]
+    return cls(config, clock=clock)

@@ -121,6 +121,7 @@ class EdgeAgent:
         self.counters: Counter[str] = Counter()
         self.drivers: dict[str, DriverState] = {d.id: DriverState() for d in config.drivers}
         self._doors = Doors(config.doors)
+        self._allow = {reader: frozenset(p) for reader, p in config.access.allow.items()}
         # Devices known to be faulted or fine, from their drivers' fault and recovery events.
         self.device_states: dict[str, str] = {}
 
@@ -180,7 +181,7 @@ class EdgeAgent:
         failures = 0
         faulted: tuple[str, ...] = ()
         while True:
-            driver = create_driver(driver_config, clock=self._clock)
+            driver = create_driver(driver_config, clock=self._clock, authorise=self._authorise)
             try:
                 async with driver:
                     state.state = "running"
@@ -207,6 +208,14 @@ class EdgeAgent:
                 self._driver_faulted(faulted, state.last_error or "driver failed")
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, 60.0)
+
+    def _authorise(self, device_id: str, credential: str) -> bool | None:
+        # Runs inside the driver, but the key and the comparison stay here: the raw number is
+        # pseudonymised exactly as it would be for publishing, then looked up.
+        allowed = self._allow.get(device_id)
+        if allowed is None:
+            return None
+        return self._pseudonymiser.pseudonym(credential) in allowed
 
     def _driver_faulted(self, devices: tuple[str, ...], reason: str) -> None:
         now = self._clock.now_ms()

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from device_drivers import DriverConfig, DriverError, parse_driver_config
 from edge_agent.errors import ConfigError
+from wire.events import PSEUDONYM_PATTERN
 from wire.placeholders import expand_placeholders
 from wire.topics import ID_PATTERN
 
@@ -74,6 +75,16 @@ class DoorConfig(_Frozen):
     held_open_s: float | None = Field(default=60.0, gt=0, description="None: never held open")
 
 
+class AccessSettings(_Frozen):
+    """Local access decisions, made on the gateway so a door opens even when the hub is away."""
+
+    allow: dict[Id, tuple[Annotated[str, Field(pattern=PSEUDONYM_PATTERN)], ...]] = Field(
+        default_factory=dict,
+        description="reader device id -> pseudonyms (h1:...) of the credentials it lets in; "
+        "readers not listed leave the decision to others",
+    )
+
+
 class PrivacySettings(_Frozen):
     """Pseudonymisation of credential numbers."""
 
@@ -106,6 +117,7 @@ class GatewayConfig(_Frozen):
         description="watchdog: reconnect when nothing sent is acknowledged for this long",
     )
     drivers: tuple[DriverConfig, ...] = Field(default=(), description="device drivers to run")
+    access: AccessSettings = Field(default_factory=AccessSettings)
     doors: tuple[DoorConfig, ...] = Field(
         default=(), description="doors assembled from devices of several drivers"
     )

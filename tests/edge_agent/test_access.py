@@ -13,7 +13,7 @@ import orjson
 from edge_agent import EdgeAgent, Pseudonymiser, parse_gateway_config
 from tests.servers import free_port
 
-SECRET = "access-test-site-secret"
+SECRET = "access-test-site-secret"  # noqa: S105 - a test key
 ALLOWED_CARD = "26:02f623ae"  # facility 123, card 4567 (see the Wiegand tests)
 
 

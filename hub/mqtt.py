@@ -24,7 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.config import HubMqttSettings
-from wire import GATEWAY_UPLINK_CHANNELS_FILTERS, HUB_STATE_TOPIC, HubState, encode
+from wire import HUB_STATE_TOPIC, Channel, HubState, encode, uplink_filter
+from wire.topics import GATEWAY_UPLINK_CHANNELS
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ Handler = Callable[[str, bytes, int], None]
 # Messages handled per turn of the event loop while a backlog is worked off.
 _SLICE = 64
 _URGENT_SUFFIXES = ("/event", "/state")
+_URGENT_CHANNELS = (Channel.EVENT, Channel.STATE)
+_URGENT_FILTERS = tuple(uplink_filter(c) for c in _URGENT_CHANNELS)
+_BULK_FILTERS = tuple(
+    uplink_filter(c) for c in GATEWAY_UPLINK_CHANNELS if c not in _URGENT_CHANNELS
+)
 
 
 class HubMqtt:
@@ -50,35 +56,48 @@ class HubMqtt:
         self._up = asyncio.Event()
         self.connected = threading.Event()
         self.connects = 0
+        # Two connections: events and presence have one of their own, so the broker never
+        # queues an alarm behind a burst of telemetry on the same socket.
+        self._client = self._make_client(settings.client_id, _BULK_FILTERS, will=True)
+        self._alarms = self._make_client(
+            f"{settings.client_id}-alarms", _URGENT_FILTERS, will=False
+        )
+        self._clients = (self._client, self._alarms)
+        self._up_count = 0
+
+    def _make_client(self, client_id: str, filters: tuple[str, ...], *, will: bool) -> paho.Client:
+        settings = self._settings
         # A fixed client id with clean_session=False: the broker keeps our subscriptions and
         # queues QoS 1 messages while the hub restarts.
-        self._client = paho.Client(
+        client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
+            client_id=client_id,
             clean_session=False,
             protocol=paho.MQTTv311,
+            userdata=filters,
         )
         if settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else None
-            self._client.username_pw_set(settings.username, password)
+            client.username_pw_set(settings.username, password)
         if settings.tls_ca_file is not None:
-            self._client.tls_set_context(
-                ssl.create_default_context(cafile=str(settings.tls_ca_file))
-            )
-        self._client.max_inflight_messages_set(1000)
-        self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        offline = HubState(online=False, ts=_now_ms(), version=version)
-        self._client.will_set(HUB_STATE_TOPIC, encode(offline), qos=1, retain=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
+            client.tls_set_context(ssl.create_default_context(cafile=str(settings.tls_ca_file)))
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if will:
+            offline = HubState(online=False, ts=_now_ms(), version=self._version)
+            client.will_set(HUB_STATE_TOPIC, encode(offline), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Connect in the background; paho reconnects by itself."""
         self._loop = loop
-        self._client.connect_async(self._settings.host, self._settings.port, keepalive=30)
-        self._client.loop_start()
+        for client in self._clients:
+            client.connect_async(self._settings.host, self._settings.port, keepalive=30)
+            client.loop_start()
 
     async def wait_connected(self) -> None:
         """Wait until a connection is up (wrap in ``asyncio.timeout`` to bound it)."""
@@ -94,8 +113,9 @@ class HubMqtt:
                 retain=True,
             )
             info.wait_for_publish(timeout=2)
-        self._client.disconnect()
-        self._client.loop_stop()
+        for client in self._clients:
+            client.disconnect()
+            client.loop_stop()
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Publish from any thread (paho queues it while disconnected)."""
@@ -104,7 +124,12 @@ class HubMqtt:
     # -- paho callbacks (network thread) -------------------------------------------------------
 
     def _on_connect(
-        self, client: paho.Client, _userdata: Any, flags: Any, reason: ReasonCode, _props: Any
+        self,
+        client: paho.Client,
+        filters: tuple[str, ...],
+        flags: Any,
+        reason: ReasonCode,
+        _props: Any,
     ) -> None:
         if reason.is_failure:
             logger.error("broker refused the hub: %s", reason)
@@ -115,21 +140,28 @@ class HubMqtt:
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Subscribe on every connect: a broker that lost its state must not leave us silent.
-        client.subscribe([(topic, 1) for topic in GATEWAY_UPLINK_CHANNELS_FILTERS])
-        client.publish(
-            HUB_STATE_TOPIC,
-            encode(HubState(online=True, ts=_now_ms(), version=self._version)),
-            qos=1,
-            retain=True,
-        )
-        self.connected.set()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._up.set)
+        client.subscribe([(topic, 1) for topic in filters])
+        if client is self._client:
+            client.publish(
+                HUB_STATE_TOPIC,
+                encode(HubState(online=True, ts=_now_ms(), version=self._version)),
+                qos=1,
+                retain=True,
+            )
+        with self._lock:
+            self._up_count += 1
+            both = self._up_count >= len(self._clients)
+        if both:
+            self.connected.set()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._up.set)
         logger.info("hub connected to broker (session present: %s)", flags.session_present)
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
+        with self._lock:
+            self._up_count = max(0, self._up_count - 1)
         self.connected.clear()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._up.clear)

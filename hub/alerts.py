@@ -133,11 +133,13 @@ class AlertManager:
             else:
                 return  # already in that state: one active alert per (rule, subject)
             self.active[key] = current
-            await self._store.save_alert(current)
+            # Delivery starts before the record is written: the hub's database may be busy
+            # with a large ingest flush, and an alarm must not wait for it.
             if current.state == "firing":
                 self.counters["fired"] += 1
                 self.history.append(current)
                 self._notify(current, "firing")
+            await self._store.save_alert(current)
             return
         # resolved (or a pending condition that went away before firing)
         if current is None:
@@ -147,11 +149,11 @@ class AlertManager:
         resolved = dataclasses.replace(
             current, state="resolved", resolved_ms=t.ts_ms, updated_ms=now
         )
-        await self._store.save_alert(resolved)
         if was_firing:
             self.counters["resolved"] += 1
             self.history.append(resolved)
             self._notify(resolved, "resolved")
+        await self._store.save_alert(resolved)
 
     def recipients(self, alert: AlertRecord) -> tuple[str, ...]:
         """Who should act: the grid's worker; for critical alerts every tier at once."""

@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes, int], None]
 
-# Messages handled per turn of the event loop while a backlog is worked off.
-_SLICE = 64
+# Time spent on telemetry per turn of the event loop while a backlog is worked off.
+_SLICE_S = 0.005
 _URGENT_SUFFIXES = ("/event", "/state")
 _URGENT_CHANNELS = (Channel.EVENT, Channel.STATE)
 _URGENT_FILTERS = tuple(uplink_filter(c) for c in _URGENT_CHANNELS)
@@ -184,7 +184,10 @@ class HubMqtt:
         handler, urgent, inbox = self._handler, self._urgent, self._inbox
         while urgent:
             handler(*urgent.popleft())
-        for _ in range(min(len(inbox), _SLICE)):
+        # A time budget, not a count: every turn of the loop stays short, so an alarm's webhook
+        # request (which needs several turns) is not slowed down by a telemetry backlog.
+        deadline = time.perf_counter() + _SLICE_S
+        while inbox and time.perf_counter() < deadline:
             handler(*inbox.popleft())
         if urgent or inbox:
             with self._lock:

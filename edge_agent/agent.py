@@ -411,7 +411,10 @@ class EdgeAgent:
             messages = self._queue.take_live(self._backlog_until, _SEND_CHUNK)
             backlog = []
             if tokens >= 1:
-                backlog = self._queue.take_backlog(self._backlog_until, int(tokens))
+                # In chunks, so a live alarm is never queued behind the whole backlog.
+                backlog = self._queue.take_backlog(
+                    self._backlog_until, min(int(tokens), _SEND_CHUNK)
+                )
                 tokens -= len(backlog)
             for message in messages:
                 await client.publish(topic_of[message.channel], message.payload, qos=1)

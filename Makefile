@@ -53,6 +53,7 @@ demo: venv
 bench: venv servers
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.alert_latency
+	$(BIN)/python -m bench.replay
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache ./*.egg-info

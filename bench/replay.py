@@ -111,12 +111,13 @@ def run_pass(
     replay_rate: float,
     mosquitto: Mosquitto,
     victoria: VictoriaMetrics,
+    buttons: int = BUTTONS,
 ) -> dict[str, Any]:
     """One drain of a full backlog at ``replay_rate`` messages per second."""
     workdir.mkdir(parents=True)
     devices = [
         *telemetry_devices([GATEWAY], sensors),
-        *(DeviceSpec(f"button-{i:02d}", GATEWAY, "emergency_button") for i in range(BUTTONS)),
+        *(DeviceSpec(f"button-{i:02d}", GATEWAY, "emergency_button") for i in range(buttons)),
     ]
     queue_path = workdir / "edge" / f"{SITE_ID}.{GATEWAY}.queue.sqlite3"
     filled_at = time.monotonic()
@@ -140,7 +141,7 @@ def run_pass(
                 "do": "emergency_button",
                 "device": f"button-{i:02d}",
             }
-            for i in range(BUTTONS)
+            for i in range(buttons)
         ]
         gateway_config.write_text(
             yaml.safe_dump(
@@ -158,7 +159,7 @@ def run_pass(
                             "interval_s": 3600,
                             "devices": [
                                 {"id": f"button-{i:02d}", "kind": "emergency_button"}
-                                for i in range(BUTTONS)
+                                for i in range(buttons)
                             ],
                             "scenario": {"incidents": incidents},
                         }
@@ -190,7 +191,7 @@ def run_pass(
                 progress.append((round(time.monotonic() - started, 2), depth))
                 if depth == 0 and drained_s is None:
                     drained_s = time.monotonic() - started
-                if drained_s is not None and len(webhook.requests) >= BUTTONS:
+                if drained_s is not None and len(webhook.requests) >= buttons:
                     break
                 time.sleep(0.2)
             if drained_s is None:
@@ -232,7 +233,9 @@ def _epoch_s(rfc3339: str) -> float:
     return dt.datetime.fromisoformat(rfc3339).timestamp()
 
 
-def run(*, sensors: int, minutes: int, rate: float, keep: bool = False) -> dict[str, Any]:
+def run(
+    *, sensors: int, minutes: int, rate: float, buttons: int = BUTTONS, keep: bool = False
+) -> dict[str, Any]:
     """Both passes: the given replay rate, then unlimited (the ceiling)."""
     workdir = Path(tempfile.mkdtemp(prefix="anju-bench-replay-"))
     try:
@@ -252,6 +255,7 @@ def run(*, sensors: int, minutes: int, rate: float, keep: bool = False) -> dict[
                     replay_rate=replay_rate,
                     mosquitto=mosquitto,
                     victoria=victoria,
+                    buttons=buttons,
                 )
                 result["machine"] = machine(mosquitto, victoria)
         limited, ceiling = result["rate_limited"], result["ceiling_unlimited"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import alert_latency, ingest, profile_ingest
+from bench import alert_latency, ingest, profile_ingest, replay
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +91,15 @@ def test_profile_ingest_accounts_for_every_reading() -> None:
     assert set(result["stages_s"]) >= {"decode", "handle", "line protocol", "influx write"}
     assert all(seconds > 0 for seconds in result["stages_s"].values())
     assert len(result["top_functions"]) == 5
+
+
+@pytest.mark.integration
+def test_replay_bench_drains_a_small_backlog_and_counts_every_sample() -> None:
+    result = replay.run(sensors=10, minutes=1, rate=50.0, buttons=2)
+    for name in ("rate_limited", "ceiling_unlimited"):
+        drained = result[name]
+        assert drained["backlog_readings"] == 600
+        assert drained["samples_stored"] == 1200
+        assert drained["drain_s"] > 0
+        assert drained["alarms"]["count"] == 2
+    assert result["ratio_to_ceiling"] > 0

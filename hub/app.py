@@ -27,6 +27,7 @@ from wire import Ack, GatewayTopics, encode
 logger = logging.getLogger(__name__)
 
 _TICK_S = 1.0
+_PRUNE_EVERY_S = 3600
 
 
 def hub_version() -> str:
@@ -95,6 +96,7 @@ class Hub:
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.config = config
+        self._clock_ms = clock_ms
         self.registry = Registry(load_site(config.site_file))
         self.store = HubStore(config.data_dir / "hub.sqlite3")
         self.store.save_registry(self.registry)
@@ -181,9 +183,15 @@ class Hub:
         raise _Stop
 
     async def _tick_loop(self) -> None:
+        last_prune = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_TICK_S)
             self.rules.tick()
+            if loop.time() - last_prune > _PRUNE_EVERY_S:
+                last_prune = loop.time()
+                horizon_ms = int(self.config.ingest.dedup_horizon_s * 1000)
+                await self.store.prune_seen(self._clock_ms() - horizon_ms)
 
 
 def _make_sink(config: HubConfig) -> TimeSeriesSink:

@@ -48,6 +48,10 @@ class IngestSettings(_Frozen):
         default=300.0, description="readings stamped further ahead than this are quarantined"
     )
     quarantine_keep: int = Field(default=10_000, ge=100, description="rows kept for inspection")
+    dedup_horizon_s: Seconds = Field(
+        default=8 * 86_400,
+        description="how long accepted seqs are remembered; longer than gateways keep data",
+    )
     shutdown_grace_s: Seconds = Field(
         default=10.0, description="on stop, how long to wait for the spool to drain"
     )

@@ -261,3 +261,12 @@ async def test_quarantine_is_bounded(rig, tmp_path):
     await rig.store.commit_batch(Batch(created_ms=now_ms()), quarantine_keep=100)
     assert len(await rig.store.quarantine(limit=1000)) == 100
     assert rig.ingestor.counters["quarantined"] == 150
+
+
+async def test_dedup_records_past_the_horizon_are_pruned(rig):
+    rig.ingestor.handle(DATA, batch(11))
+    await rig.flush()
+    await rig.store.prune_seen(now_ms() - 60_000)  # within the horizon: kept
+    assert rig.store.load_seen(per_gateway=10) == {"gw1": [11]}
+    await rig.store.prune_seen(now_ms() + 60_000)  # past it: forgotten
+    assert rig.store.load_seen(per_gateway=10) == {}

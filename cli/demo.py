@@ -92,6 +92,7 @@ class Demo:
         self.hub: Hub | None = None
         self.agents: list[EdgeAgent] = []
         self.summary: dict[str, Any] = {}
+        self._online: dict[str, bool] = {}
 
     async def run(self, on_tick: Callable[[Demo], None] | None = None) -> dict[str, Any]:
         """Start everything, play the scenario, stop everything, return the summary."""
@@ -148,6 +149,8 @@ class Demo:
                 if on_tick is not None:
                     on_tick(self)
                 await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+            # Presence as it was while the site ran (stopping announces every gateway offline).
+            self._online = {gw: s.online for gw, s in hub.ingestor.gateways.items()}
             for agent in self.agents:
                 agent.stop()
             await asyncio.gather(*agent_tasks)
@@ -180,7 +183,7 @@ class Demo:
             "duplicates": counters["duplicates"],
             "acks": counters["acks"],
             "gateways": {
-                gw: {"online": s.online, "acked_seq": s.acked}
+                gw: {"online": self._online.get(gw, False), "acked_seq": s.acked}
                 for gw, s in sorted(hub.ingestor.gateways.items())
             },
             "alerts": [

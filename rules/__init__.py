@@ -3,6 +3,10 @@
 Rules are YAML files (``config/rules/*.yaml``) loaded into a :class:`RuleSet` by
 :func:`load_rules`; an :class:`Engine` evaluates readings and events against it and returns
 :class:`Transition` objects for the hub's alert lifecycle.
+
+Rule kinds: ``threshold``, ``event``, ``rate_of_change``, ``absence`` (deadman per device),
+``inactivity`` (welfare check per unit), ``flat_line`` (stuck sensor), ``count`` (N events in a
+sliding window), ``correlation`` (several conditions at one place) and ``anomaly`` (EWMA z-score).
 """
 
 from __future__ import annotations
@@ -19,9 +23,17 @@ from rules.engine import (
 from rules.errors import RuleError, RulesError
 from rules.loader import load_rules, parse_rules
 from rules.models import (
+    AbsenceRule,
+    AnomalyRule,
+    Condition,
+    CorrelationRule,
+    CountRule,
     EventMatch,
     EventRule,
+    FlatLineRule,
+    InactivityRule,
     IssueClass,
+    RateOfChangeRule,
     Rule,
     RuleBase,
     Scope,
@@ -34,13 +46,21 @@ from rules.template import STANDARD_LABELS
 
 __all__ = [
     "STANDARD_LABELS",
+    "AbsenceRule",
     "ActiveAlert",
     "AlertState",
+    "AnomalyRule",
+    "Condition",
+    "CorrelationRule",
+    "CountRule",
     "Engine",
     "EngineStatistics",
     "EventMatch",
     "EventRule",
+    "FlatLineRule",
+    "InactivityRule",
     "IssueClass",
+    "RateOfChangeRule",
     "Rule",
     "RuleBase",
     "RuleError",

@@ -21,8 +21,17 @@ from rules.models import (
     LABEL_KEY_PATTERN,
     METRIC_PATTERN,
     RULE_ID_PATTERN,
+    AbsenceRule,
+    AnomalyRule,
+    AnyRule,
+    Condition,
+    CorrelationRule,
+    CountRule,
     EventMatch,
     EventRule,
+    FlatLineRule,
+    InactivityRule,
+    RateOfChangeRule,
     Rule,
     Scope,
     ThresholdRule,
@@ -30,7 +39,7 @@ from rules.models import (
 from rules.ruleset import RuleSet
 from rules.schedule import TIME_OF_DAY_PATTERN, Schedule
 
-_RULE: TypeAdapter[ThresholdRule | EventRule] = TypeAdapter(Rule)
+_RULE: TypeAdapter[AnyRule] = TypeAdapter(Rule)
 # The rule kinds, read from the union's members: Rule is Annotated[A | B, discriminator].
 _KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].default for model in get_args(get_args(Rule)[0])
@@ -38,7 +47,21 @@ _KINDS: tuple[str, ...] = tuple(
 _TOP_KEY = "rules"
 
 # Every field name a rule file may use, for "did you mean" hints on unknown fields.
-_MODELS: tuple[type[BaseModel], ...] = (ThresholdRule, EventRule, Scope, EventMatch, Schedule)
+_MODELS: tuple[type[BaseModel], ...] = (
+    ThresholdRule,
+    EventRule,
+    RateOfChangeRule,
+    AbsenceRule,
+    InactivityRule,
+    FlatLineRule,
+    CountRule,
+    CorrelationRule,
+    Condition,
+    AnomalyRule,
+    Scope,
+    EventMatch,
+    Schedule,
+)
 _KNOWN_FIELDS = sorted(
     {info.alias or name for model in _MODELS for name, info in model.model_fields.items()}
 )
@@ -65,10 +88,22 @@ class _Loader(yaml.SafeLoader):
             return _STR_TAG
         return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
 
+    def construct_checked_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """A YAML date or time, with an impossible one (2026-13-02) reported at its line."""
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError as exc:
+            # PyYAML lets datetime's ValueError escape without a position.
+            problem = f"invalid date {node.value!r}: {exc}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_checked_timestamp)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Loaded:
-    rule: ThresholdRule | EventRule
+    rule: AnyRule
     file: str
     line: int
 

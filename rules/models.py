@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import enum
 import functools
+import math
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -394,5 +395,330 @@ class EventRule(RuleBase):
         return self.schedule is None or self.schedule.contains(ts_ms)
 
 
-Rule = Annotated[ThresholdRule | EventRule, Field(discriminator="kind")]
+Direction = Literal["rise", "fall", "both"]
+# The labels that name a dwelling; subjects sharing all three are one unit.
+UNIT_LABELS: tuple[str, ...] = ("building", "floor", "unit")
+# What counts as someone moving about a home, for the welfare check.
+DEFAULT_ACTIVITY: tuple[str, ...] = ("presence.motion", "door.*", "emergency.button")
+
+
+def _positive(value: int, field: str) -> None:
+    if value <= 0:
+        raise FieldError(field, "must be longer than 0")
+
+
+class RateOfChangeRule(RuleBase):
+    """A value that rises and/or falls faster than ``max_per_minute``, measured over ``window``.
+
+    The rate is taken between the newest reading and the newest one at least ``window`` older, so
+    that two readings a second apart cannot turn sensor noise into a huge rate.  Fires on the
+    first reading whose rate exceeds the limit and resolves on the first whose rate does not.
+    """
+
+    template_names: ClassVar[frozenset[str]] = frozenset({"value", "metric", "rate", "threshold"})
+    numeric_names: ClassVar[frozenset[str]] = frozenset({"value", "rate", "threshold"})
+
+    kind: Literal["rate_of_change"] = Field(default="rate_of_change", description="rule kind")
+    metric: str = Field(pattern=METRIC_PATTERN, description="value name, e.g. temperature")
+    max_per_minute: float = Field(gt=0, description="fire when the value moves faster than this")
+    direction: Direction = Field(default="both", description="rise, fall or both")
+    window_ms: DurationMs = Field(
+        alias="window", description="span the rate is measured over ('1m'); longer = less noise"
+    )
+    schedule: Schedule | None = Field(
+        default=None, description="fire only inside this window; resolves any time"
+    )
+
+    @model_validator(mode="after")
+    def _check_window(self) -> Self:
+        _positive(self.window_ms, "window")
+        return self
+
+    def breach(self, rate: float) -> bool:
+        """Whether ``rate`` (units per minute, signed) is too fast in a watched direction."""
+        if self.direction != "fall" and rate > self.max_per_minute:
+            return True
+        return self.direction != "rise" and rate < -self.max_per_minute
+
+
+class AbsenceRule(RuleBase):
+    """Deadman: a device in scope has sent nothing (no reading, no event) for ``for``.
+
+    A device is watched from its first reading or event; the alert resolves on its next one.
+    Devices report at very different rates (a mains camera every minute, a battery smoke
+    detector a few times a day), so ``for_device_kinds`` overrides ``for`` per device kind.
+    """
+
+    template_names: ClassVar[frozenset[str]] = frozenset({"silent_min"})
+    numeric_names: ClassVar[frozenset[str]] = frozenset({"silent_min"})
+
+    kind: Literal["absence"] = Field(default="absence", description="rule kind")
+    for_ms: DurationMs = Field(alias="for", description="silence that fires the rule ('10m')")
+    for_device_kinds: dict[ScopeName, DurationMs] = Field(
+        default_factory=dict,
+        description="device_kind -> silence for that kind, overriding 'for' "
+        "('smoke_detector: 26h')",
+    )
+    schedule: Schedule | None = Field(
+        default=None,
+        description="fire only inside this window (e.g. a lobby display that sleeps at night)",
+    )
+
+    @model_validator(mode="after")
+    def _check_durations(self) -> Self:
+        _positive(self.for_ms, "for")
+        for device_kind, for_ms in self.for_device_kinds.items():
+            _positive(for_ms, f"for_device_kinds.{device_kind}")
+        return self
+
+    def silence_ms(self, labels: Mapping[str, str]) -> int:
+        """The silence allowed for a subject with ``labels``."""
+        device_kind = labels.get("device_kind")
+        if device_kind is None:
+            return self.for_ms
+        return self.for_device_kinds.get(device_kind, self.for_ms)
+
+
+def _check_place_by(place_by: tuple[str, ...]) -> None:
+    if len(set(place_by)) != len(place_by):
+        raise FieldError("place_by", "names a label twice")
+
+
+class InactivityRule(RuleBase):
+    """Welfare check: no activity at a place (a unit by default) for ``for``.
+
+    Activity is an event matching any of ``activity`` from any device whose labels put it at the
+    place; the alert is keyed by the place, not by a device, so a resident moving between rooms
+    keeps one timer.  Resolves on the next activity.  With a ``schedule`` the rule fires only
+    inside it (e.g. not at night, when a resident asleep is quiet), at the first instant in it.
+    """
+
+    template_names: ClassVar[frozenset[str]] = frozenset({"silent_min"})
+    numeric_names: ClassVar[frozenset[str]] = frozenset({"silent_min"})
+
+    kind: Literal["inactivity"] = Field(default="inactivity", description="rule kind")
+    for_ms: DurationMs = Field(alias="for", description="quiet time that fires the rule ('12h')")
+    activity: tuple[EventMatch, ...] = Field(
+        default_factory=lambda: tuple(EventMatch(kind=kind) for kind in DEFAULT_ACTIVITY),
+        min_length=1,
+        description="events that show someone is about; default presence.motion, door.*, "
+        "emergency.button",
+    )
+    place_by: tuple[LabelKey, ...] = Field(
+        default=UNIT_LABELS,
+        min_length=1,
+        description="labels that together name the place; default building, floor, unit",
+    )
+    schedule: Schedule | None = Field(default=None, description="fire only inside this window")
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> Self:
+        _positive(self.for_ms, "for")
+        _check_place_by(self.place_by)
+        return self
+
+    def is_activity(self, kind: str, data: Mapping[str, Any]) -> bool:
+        """Whether an event of ``kind`` with ``data`` is activity."""
+        return any(
+            kind in match.kinds and matches_fields(data, match.data) for match in self.activity
+        )
+
+
+class FlatLineRule(RuleBase):
+    """Stuck sensor: a value that has not moved by more than ``tolerance`` for ``for``.
+
+    Counts repeated identical readings (a stuck sensor keeps reporting, so this needs no clock);
+    fires on the reading that completes ``for`` and resolves on the first that moves.
+    """
+
+    template_names: ClassVar[frozenset[str]] = frozenset({"value", "metric", "stuck_min"})
+    numeric_names: ClassVar[frozenset[str]] = frozenset({"value", "stuck_min"})
+
+    kind: Literal["flat_line"] = Field(default="flat_line", description="rule kind")
+    metric: str = Field(pattern=METRIC_PATTERN, description="value name, e.g. temperature")
+    for_ms: DurationMs = Field(alias="for", description="how long unchanged before firing ('6h')")
+    tolerance: float = Field(default=0.0, ge=0, description="changes up to this are 'unchanged'")
+
+    @model_validator(mode="after")
+    def _check_for(self) -> Self:
+        _positive(self.for_ms, "for")
+        return self
+
+
+class CountRule(RuleBase):
+    """N matching events at one device within ``window`` (five denied cards at a door in 1m).
+
+    Fires on the event that makes ``count`` within the window.  Resolves when fewer than
+    ``count`` remain in the window, or, with ``auto_resolve``, that long after the last matching
+    event (a quieter end for bursts that come in waves).
+    """
+
+    template_names: ClassVar[frozenset[str]] = frozenset({"event_kind", "count"})
+    numeric_names: ClassVar[frozenset[str]] = frozenset({"count"})
+
+    kind: Literal["count"] = Field(default="count", description="rule kind")
+    match: EventMatch = Field(description="which events are counted")
+    count: int = Field(ge=2, le=10_000, description="how many events fire the rule")
+    window_ms: DurationMs = Field(alias="window", description="sliding window ('1m')")
+    schedule: Schedule | None = Field(
+        default=None, description="count only events inside this window"
+    )
+    auto_resolve_ms: DurationMs | None = Field(
+        default=None,
+        alias="auto_resolve",
+        description="resolve this long after the last matching event instead",
+    )
+
+    @model_validator(mode="after")
+    def _check_durations(self) -> Self:
+        _positive(self.window_ms, "window")
+        if self.auto_resolve_ms is not None:
+            _positive(self.auto_resolve_ms, "auto_resolve")
+        return self
+
+    def counts(self, ts_ms: int, data: Mapping[str, Any]) -> bool:
+        """Whether an event at ``ts_ms`` with ``data`` (of a matching kind) is counted."""
+        if not matches_fields(data, self.match.data):
+            return False
+        return self.schedule is None or self.schedule.contains(ts_ms)
+
+
+class AnomalyRule(RuleBase):
+    """A value far from its own recent normal: EWMA mean and variance per device, z-score.
+
+    The first ``warmup`` readings only train the baseline.  After that a reading whose z-score
+    exceeds ``z`` fires, and the first reading back within ``z`` resolves.  Every reading updates
+    the baseline (an outlier clipped to ``z`` standard deviations), so a lasting change of level
+    becomes the new normal and resolves by itself.
+    """
+
+    template_names: ClassVar[frozenset[str]] = frozenset({"value", "metric", "mean", "zscore"})
+    numeric_names: ClassVar[frozenset[str]] = frozenset({"value", "mean", "zscore"})
+
+    kind: Literal["anomaly"] = Field(default="anomaly", description="rule kind")
+    metric: str = Field(pattern=METRIC_PATTERN, description="value name, e.g. water_flow")
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="EWMA weight of each new reading (0..1)"
+    )
+    warmup: int = Field(default=30, ge=2, description="readings that only train the baseline")
+    z: float = Field(default=4.0, gt=0, description="fire when |value - mean| / std exceeds this")
+    min_std: float = Field(
+        default=0.0,
+        ge=0,
+        description="floor for the std, so a very steady sensor does not fire on a tiny step",
+    )
+    direction: Direction = Field(default="both", description="rise, fall or both")
+    schedule: Schedule | None = Field(
+        default=None, description="fire only inside this window; resolves any time"
+    )
+
+    def zscore(self, value: float, mean: float, var: float) -> float | None:
+        """The signed z-score of ``value``, or None when the baseline has no spread."""
+        std = max(math.sqrt(var), self.min_std)
+        return None if std == 0 else (value - mean) / std
+
+    def clip(self, value: float, mean: float, var: float) -> float:
+        """``value`` limited to ``mean ± z·std``, for updating the baseline.
+
+        An outlier fed in whole would inflate the variance so much that the next odd reading
+        looks normal; clipped, a lasting shift still moves the mean, step by step.
+        """
+        limit = self.z * max(math.sqrt(var), self.min_std)
+        return min(max(value, mean - limit), mean + limit)
+
+    def breach(self, zscore: float) -> bool:
+        """Whether ``zscore`` is anomalous in a watched direction."""
+        if self.direction != "fall" and zscore > self.z:
+            return True
+        return self.direction != "rise" and zscore < -self.z
+
+
+class Condition(_Frozen):
+    """One condition of a correlation: an event match, or a metric above and/or below a level."""
+
+    event: EventMatch | None = Field(default=None, description="an event that counts")
+    metric: str | None = Field(
+        default=None, pattern=METRIC_PATTERN, description="or a value name, e.g. temperature"
+    )
+    above: float | None = Field(default=None, description="with metric: a reading above this")
+    below: float | None = Field(default=None, description="with metric: a reading below this")
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if (self.event is None) == (self.metric is None):
+            raise FieldError("event", "give either 'event' or 'metric'")
+        if self.metric is None:
+            if self.above is not None or self.below is not None:
+                field = "above" if self.above is not None else "below"
+                raise FieldError(field, "goes with 'metric', not with 'event'")
+        elif self.above is None and self.below is None:
+            raise FieldError("above", "give 'above', 'below' or both with 'metric'")
+        return self
+
+    def breach(self, value: float) -> bool:
+        """Whether a reading of this condition's metric meets it."""
+        if self.above is not None and value > self.above:
+            return True
+        return self.below is not None and value < self.below
+
+
+class CorrelationRule(RuleBase):
+    """Several conditions met at one place within ``window``: smoke *and* heat in one unit.
+
+    Each condition is an occurrence: an event that matches, or a reading that breaches.  The
+    rule fires when every condition has occurred within the last ``window`` at the same place
+    (any devices there), and resolves when the oldest of them falls out of the window.  It is
+    meant for a higher severity than its parts: two weak signals together are strong.
+    """
+
+    kind: Literal["correlation"] = Field(default="correlation", description="rule kind")
+    conditions: tuple[Condition, ...] = Field(
+        min_length=2, max_length=8, description="all must occur at the place within the window"
+    )
+    window_ms: DurationMs = Field(alias="window", description="how close together ('5m')")
+    place_by: tuple[LabelKey, ...] = Field(
+        default=UNIT_LABELS,
+        min_length=1,
+        description="labels that together name the place; default building, floor, unit",
+    )
+    schedule: Schedule | None = Field(default=None, description="fire only inside this window")
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> Self:
+        _positive(self.window_ms, "window")
+        _check_place_by(self.place_by)
+        return self
+
+    @functools.cached_property
+    def metrics(self) -> frozenset[str]:
+        """The value names the conditions watch."""
+        return frozenset(c.metric for c in self.conditions if c.metric is not None)
+
+    @functools.cached_property
+    def event_matches(self) -> tuple[EventMatch, ...]:
+        """The event matches of the conditions, in order."""
+        return tuple(c.event for c in self.conditions if c.event is not None)
+
+
+MetricRule = ThresholdRule | RateOfChangeRule | FlatLineRule | AnomalyRule
+"""Rules driven by readings of one metric."""
+EventDrivenRule = EventRule | CountRule | CorrelationRule
+"""Rules driven by events of the kinds they match."""
+ReadingRule = MetricRule | CorrelationRule
+"""Rules driven by readings."""
+# In the order error messages list the kinds: the two basic ones first.
+AnyRule = (
+    ThresholdRule
+    | EventRule
+    | RateOfChangeRule
+    | AbsenceRule
+    | InactivityRule
+    | FlatLineRule
+    | CountRule
+    | CorrelationRule
+    | AnomalyRule
+)
+"""Any rule model (the plain union, for annotations)."""
+
+Rule = Annotated[AnyRule, Field(discriminator="kind")]
 """Any rule; pydantic picks the model from ``kind``."""

@@ -28,6 +28,7 @@ class Schedule(BaseModel):
     intervals.  A window whose end is not after its start wraps midnight: ``["22:00", "06:00"]``
     is a night.  ``days`` name the day a window *starts* on, so with ``days: [fri]`` the night
     window covers Friday 22:00 to Saturday 06:00: a guard thinks of that as Friday night.
+    ``except_dates`` is a holiday calendar read the same way: no window starts on those dates.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,10 +45,16 @@ class Schedule(BaseModel):
         default=(),
         description="days (mon..sun) on which the window starts; empty = every day",
     )
+    except_dates: tuple[dt.date, ...] = Field(
+        default=(),
+        max_length=1000,
+        description="local dates (YYYY-MM-DD, e.g. public holidays) on which no window starts",
+    )
 
     _zone: zoneinfo.ZoneInfo = PrivateAttr()
     _window: tuple[int, int] | None = PrivateAttr(default=None)
     _days: frozenset[int] = PrivateAttr(default=frozenset())
+    _except: frozenset[dt.date] = PrivateAttr(default=frozenset())
 
     @model_validator(mode="after")
     def _compile(self) -> Self:
@@ -63,12 +70,13 @@ class Schedule(BaseModel):
                 raise FieldError("between", reason)
             self._window = (start, end)
         self._days = frozenset(WEEKDAYS.index(day) for day in self.days)
+        self._except = frozenset(self.except_dates)
         return self
 
     def contains(self, ts_ms: int) -> bool:
         """Whether the instant ``ts_ms`` (epoch milliseconds) falls inside the schedule."""
         local = dt.datetime.fromtimestamp(ts_ms // 1000, tz=self._zone)
-        day = local.weekday()
+        started = local.date()  # the local date the window started on
         if self._window is not None:
             minute = local.hour * 60 + local.minute
             start, end = self._window
@@ -77,7 +85,9 @@ class Schedule(BaseModel):
                     return False
             elif minute < end:
                 # Early-morning part of a window that started the previous evening.
-                day = (day - 1) % 7
+                started -= dt.timedelta(days=1)
             elif minute < start:
                 return False
-        return not self._days or day in self._days
+        if self._except and started in self._except:
+            return False
+        return not self._days or started.weekday() in self._days

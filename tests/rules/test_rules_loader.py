@@ -489,7 +489,10 @@ LOAD_ERRORS = {
         3,
         "ev",
         "kind",
-        "unknown rule kind 'match'; expected one of: threshold, event",
+        (
+            "unknown rule kind 'match'; expected one of: threshold, event, rate_of_change, "
+            "absence, inactivity, flat_line, count, correlation, anomaly"
+        ),
     ),
     "missing rule kind": (
         _event().replace("    kind: event\n", ""),

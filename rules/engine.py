@@ -273,6 +273,7 @@ class Engine:
         # reporting every second does not push an entry per reading.
         self._timers: list[tuple[int, str, str]] = []
         self._readings = 0
+        self._scoped: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._event_count = 0
         self._evaluations = 0
         self._late = 0
@@ -298,26 +299,42 @@ class Engine:
         self._readings += 1
         out: list[Transition] = []
         for metric, value in values.items():
-            rules = self._rules.rules_for_metric(metric)
+            rules = self._in_scope(metric, subject)
             if not rules or not math.isfinite(value):
                 continue
             for rule in rules:
-                if rule.scope.matches(subject.device, subject.labels):
-                    self._evaluations += 1
-                    if isinstance(rule, CorrelationRule):
-                        met = [
-                            i
-                            for i, c in enumerate(rule.conditions)
-                            if c.metric == metric and c.breach(value)
-                        ]
-                        self._correlate(rule, subject, ts_ms, met, out)
-                        continue
-                    transition = self._metric(rule, subject, ts_ms, value)
-                    if transition is not None:
-                        out.append(transition)
+                self._evaluations += 1
+                if isinstance(rule, CorrelationRule):
+                    met = [
+                        i
+                        for i, c in enumerate(rule.conditions)
+                        if c.metric == metric and c.breach(value)
+                    ]
+                    self._correlate(rule, subject, ts_ms, met, out)
+                    continue
+                transition = self._metric(rule, subject, ts_ms, value)
+                if transition is not None:
+                    out.append(transition)
         if self._rules.watchers:
             self._touch(subject, ts_ms, None, None, out)
         return out
+
+    def _in_scope(self, metric: str, subject: Subject) -> tuple[Any, ...]:
+        """The rules on ``metric`` whose scope includes ``subject``, worked out once per device.
+
+        A device's labels do not change while the engine runs, so the scope checks need not be
+        repeated for every reading.
+        """
+        key = (metric, subject.device)
+        rules = self._scoped.get(key)
+        if rules is None:
+            rules = tuple(
+                rule
+                for rule in self._rules.rules_for_metric(metric)
+                if rule.scope.matches(subject.device, subject.labels)
+            )
+            self._scoped[key] = rules
+        return rules
 
     def on_event(
         self, subject: Subject, ts_ms: int, kind: str, data: Mapping[str, Any]

@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from hub.alerts import AlertManager
+from hub.channels import build_channels
 from hub.config import HubConfig
 from hub.ingest import Ingestor, RuleSink, now_ms
 from hub.metrics import hub_registry
@@ -107,6 +108,7 @@ class Hub:
             WebhookNotifier(w.name, w.url, headers=dict(w.headers), timeout_s=w.timeout_s)
             for w in config.notifiers.webhooks
         ]
+        channels += build_channels(config.notifiers.channels)
         channels += list(notifiers)
         self.alerts = AlertManager(
             store=self.store, registry=self.registry, notifiers=channels, clock_ms=clock_ms

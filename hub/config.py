@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from hub.channels.settings import ChannelSettings
 from hub.errors import ConfigError
 from wire.placeholders import expand_placeholders
 
@@ -71,6 +72,10 @@ class NotifierSettings(_Frozen):
 
     webhooks: tuple[WebhookSettings, ...] = Field(default=(), description="webhook receivers")
     log: bool = Field(default=True, description="also write every notification to the log")
+    channels: ChannelSettings = Field(
+        default_factory=ChannelSettings,
+        description="group robots, e-mail, SMS, MQTT and Grafana annotations",
+    )
 
 
 class MetricsSettings(_Frozen):

@@ -89,6 +89,7 @@ class HubMqtt:
             client.will_set(HUB_STATE_TOPIC, encode(offline), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -148,14 +149,22 @@ class HubMqtt:
                 qos=1,
                 retain=True,
             )
+        # Ready only once the broker has confirmed the subscriptions (see _on_subscribe).
+        logger.info("hub connected to broker (session present: %s)", flags.session_present)
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        if any(getattr(r, "is_failure", False) for r in reasons):
+            logger.error("broker refused a subscription of the hub: %s", reasons)
+            return
         with self._lock:
             self._up_count += 1
-            both = self._up_count >= len(self._clients)
-        if both:
+            ready = self._up_count >= len(self._clients)
+        if ready:
             self.connected.set()
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._up.set)
-        logger.info("hub connected to broker (session present: %s)", flags.session_present)
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any

@@ -360,7 +360,7 @@ class EdgeAgent:
 
     async def _connection_loop(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping.is_set():
             try:
                 async with self._client() as client:
                     self._client_now = client
@@ -404,7 +404,7 @@ class EdgeAgent:
         topic_of = {Channel.DATA: self.topics.data, Channel.EVENT: self.topics.event}
         rate = self.config.replay.max_messages_per_s
         tokens, refilled = rate, time.monotonic()
-        while True:
+        while not self._stopping.is_set():
             self._check_watchdog()
             now = time.monotonic()
             tokens, refilled = min(rate, tokens + (now - refilled) * rate), now
@@ -479,7 +479,9 @@ class EdgeAgent:
         return Reply(id=command.id, ts=now, ok=False, error=f"unknown command {name!r}")
 
     async def _health_loop(self, client: aiomqtt.Client) -> None:
-        while True:
+        # Loops that await aiomqtt also end on the stop flag: on Python 3.11 aiomqtt's
+        # asyncio.wait_for can swallow a cancellation that races with a completed publish.
+        while not self._stopping.is_set():
             await client.publish(self.topics.health, encode(self.health()), qos=0)
             await asyncio.sleep(self.config.health_interval_s)
 

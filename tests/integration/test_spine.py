@@ -115,9 +115,20 @@ async def running(hub: Hub, *agents: EdgeAgent) -> AsyncIterator[None]:
     finally:
         for agent in agents:
             agent.stop()
-        await asyncio.gather(*agent_tasks)
+        await _within(asyncio.gather(*agent_tasks), "agents")
         hub.stop()
-        await hub_task
+        await _within(hub_task, "hub")
+
+
+async def _within(awaitable: Any, what: str, seconds: float = 20) -> None:
+    """Await a shutdown; if it hangs, show every task's stack before failing."""
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack()
+        raise AssertionError(f"{what} did not stop within {seconds:g} s") from None
 
 
 class Tap:

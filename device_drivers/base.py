@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, ClassVar, Generic, Self, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +62,8 @@ class Driver(abc.ABC, Generic[C]):
     def __init__(self, config: C, *, clock: Clock) -> None:
         self.config = config
         self.clock = clock
+        self._opened = False  # set by open()
+        self._iterating = False
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -81,6 +84,25 @@ class Driver(abc.ABC, Generic[C]):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release everything.  Idempotent, and must release the port even if closing fails."""
+
+    @contextlib.contextmanager
+    def _consuming(self) -> Iterator[None]:
+        """The guard of :meth:`outputs`: the driver is open, and it has one consumer at a time.
+
+        Raises:
+            RuntimeError: if the driver is not open or its outputs are already being iterated.
+        """
+        if not self._opened:
+            msg = "open() the driver before iterating its outputs"
+            raise RuntimeError(msg)
+        if self._iterating:
+            msg = "outputs() is already being iterated"
+            raise RuntimeError(msg)
+        self._iterating = True
+        try:
+            yield
+        finally:
+            self._iterating = False
 
     @abc.abstractmethod
     def outputs(self) -> AsyncIterator[DriverOutput]:

@@ -97,8 +97,6 @@ class GpioDriver(Driver[GpioConfig]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
         self._closed = asyncio.Event()
-        self._opened = False
-        self._iterating = False
         self._pending: collections.deque[DriverOutput] = collections.deque()
         self._heartbeat_ms: int | None = None
         if config.heartbeat_s is not None:
@@ -324,31 +322,24 @@ class GpioDriver(Driver[GpioConfig]):
         Raises:
             RuntimeError: if the driver is not open, or is already being iterated.
         """
-        if not self._opened:
-            msg = "open() the driver before iterating its outputs"
-            raise RuntimeError(msg)
-        if self._iterating:
-            msg = "outputs() is already being iterated"
-            raise RuntimeError(msg)
-        self._iterating = True
-        closed = asyncio.ensure_future(self._closed.wait())
-        if self._heartbeat_ms is not None:
-            self._next_heartbeat_ms = self.clock.now_ms() + self._heartbeat_ms
-        try:
-            while True:
-                while self._pending:
-                    yield self._pending.popleft()
+        with self._consuming():
+            closed = asyncio.ensure_future(self._closed.wait())
+            if self._heartbeat_ms is not None:
+                self._next_heartbeat_ms = self.clock.now_ms() + self._heartbeat_ms
+            try:
+                while True:
+                    while self._pending:
+                        yield self._pending.popleft()
+                        if self._closed.is_set():
+                            return
                     if self._closed.is_set():
                         return
-                if self._closed.is_set():
-                    return
-                self._wakeup.clear()
-                due = self._tick(self.clock.now_ms())
-                if not self._pending:
-                    await self._wait(due, closed)
-        finally:
-            self._iterating = False
-            closed.cancel()
+                    self._wakeup.clear()
+                    due = self._tick(self.clock.now_ms())
+                    if not self._pending:
+                        await self._wait(due, closed)
+            finally:
+                closed.cancel()
 
     def _tick(self, now: int) -> int | None:
         """Settle inputs and send heartbeats that are due; return when the next thing is."""

@@ -96,8 +96,6 @@ class ModbusRtuDriver(Driver[ModbusConfig]):
         self._devices = tuple(self._make_device(spec) for spec in config.devices)
         self._by_id = {device.id: device for device in self._devices}
         self._closed = asyncio.Event()
-        self._opened = False
-        self._iterating = False
         self._bus_free_ms = 0
         self._reconnect_s = _RECONNECT_FIRST_S
 
@@ -164,40 +162,33 @@ class ModbusRtuDriver(Driver[ModbusConfig]):
         Raises:
             RuntimeError: if the driver is not open, or is already being iterated.
         """
-        if not self._opened:
-            msg = "open() the driver before iterating its outputs"
-            raise RuntimeError(msg)
-        if self._iterating:
-            msg = "outputs() is already being iterated"
-            raise RuntimeError(msg)
-        self._iterating = True
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            while not self._closed.is_set():
-                if not self._bus.connected:
-                    batch, wait_ms = await self._reconnect()
-                    for output in batch:
-                        yield output
-                    if wait_ms and not await self._wait_until(
-                        self.clock.now_ms() + wait_ms, closed
-                    ):
+        with self._consuming():
+            closed = asyncio.ensure_future(self._closed.wait())
+            try:
+                while not self._closed.is_set():
+                    if not self._bus.connected:
+                        batch, wait_ms = await self._reconnect()
+                        for output in batch:
+                            yield output
+                        if wait_ms and not await self._wait_until(
+                            self.clock.now_ms() + wait_ms, closed
+                        ):
+                            return
+                        continue
+                    device = min(self._devices, key=lambda d: d.due_ms)
+                    start = max(device.due_ms, self._bus_free_ms)
+                    if start > self.clock.now_ms() and not await self._wait_until(start, closed):
                         return
-                    continue
-                device = min(self._devices, key=lambda d: d.due_ms)
-                start = max(device.due_ms, self._bus_free_ms)
-                if start > self.clock.now_ms() and not await self._wait_until(start, closed):
-                    return
-                polled = await self._unless_closed(self._poll(device), closed)
-                if polled is None:
-                    return
-                now = self.clock.now_ms()
-                device.due_ms = max(device.due_ms + device.interval_ms, now)
-                self._bus_free_ms = now + round(self.config.request_gap_s * 1000)
-                for output in polled:
-                    yield output
-        finally:
-            self._iterating = False
-            closed.cancel()
+                    polled = await self._unless_closed(self._poll(device), closed)
+                    if polled is None:
+                        return
+                    now = self.clock.now_ms()
+                    device.due_ms = max(device.due_ms + device.interval_ms, now)
+                    self._bus_free_ms = now + round(self.config.request_gap_s * 1000)
+                    for output in polled:
+                        yield output
+            finally:
+                closed.cancel()
 
     async def _reconnect(self) -> tuple[list[DriverOutput], int]:
         """One attempt to open the port again: outputs, and how long to wait before the next."""

@@ -56,8 +56,6 @@ class Ds18b20Driver(Driver[Ds18b20Config]):
             for sensor in config.sensors
         }
         self._closed = asyncio.Event()
-        self._opened = False
-        self._iterating = False
         # Reads that outlived read_timeout_s and still occupy a worker thread, by 1-Wire id.
         self._hung: dict[str, asyncio.Future[str]] = {}
 
@@ -102,33 +100,26 @@ class Ds18b20Driver(Driver[Ds18b20Config]):
         Raises:
             RuntimeError: if the driver is not open, or is already being iterated.
         """
-        if not self._opened:
-            msg = "open() the driver before iterating its outputs"
-            raise RuntimeError(msg)
-        if self._iterating:
-            msg = "outputs() is already being iterated"
-            raise RuntimeError(msg)
-        self._iterating = True
-        closed = asyncio.ensure_future(self._closed.wait())
-        interval_ms = round(self.config.interval_s * 1000)
-        due = self.clock.now_ms()
-        try:
-            while not self._closed.is_set():
-                if self.clock.now_ms() < due:
-                    await self._wait({closed}, due)
-                    continue
-                for sensor in self.config.sensors:
-                    for output in await self._read(sensor, closed):
-                        yield output
-                    if self._closed.is_set():
-                        return
-                due += interval_ms
-                now = self.clock.now_ms()
-                if due <= now:
-                    due = now + interval_ms
-        finally:
-            self._iterating = False
-            closed.cancel()
+        with self._consuming():
+            closed = asyncio.ensure_future(self._closed.wait())
+            interval_ms = round(self.config.interval_s * 1000)
+            due = self.clock.now_ms()
+            try:
+                while not self._closed.is_set():
+                    if self.clock.now_ms() < due:
+                        await self._wait({closed}, due)
+                        continue
+                    for sensor in self.config.sensors:
+                        for output in await self._read(sensor, closed):
+                            yield output
+                        if self._closed.is_set():
+                            return
+                    due += interval_ms
+                    now = self.clock.now_ms()
+                    if due <= now:
+                        due = now + interval_ms
+            finally:
+                closed.cancel()
 
     async def _wait(self, futures: set[asyncio.Future[Any]], until_ms: int) -> None:
         sleeper = asyncio.ensure_future(self.clock.sleep_until(until_ms))

@@ -151,9 +151,7 @@ class OsdpDriver(Driver[OsdpConfig]):
         self._out: asyncio.Queue[_Item] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Future[bool]] = set()
-        self._opened = False
         self._closed = False
-        self._iterating = False
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -234,14 +232,7 @@ class OsdpDriver(Driver[OsdpConfig]):
             Exception: an unexpected failure inside the driver, re-raised so that the agent
                 restarts it.
         """
-        if not self._opened:
-            msg = "open() the driver before iterating its outputs"
-            raise RuntimeError(msg)
-        if self._iterating:
-            msg = "outputs() is already being iterated"
-            raise RuntimeError(msg)
-        self._iterating = True
-        try:
+        with self._consuming():
             while True:
                 item = await self._out.get()
                 if item is None:
@@ -249,8 +240,6 @@ class OsdpDriver(Driver[OsdpConfig]):
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-        finally:
-            self._iterating = False
 
     async def unlock(self, device_id: str) -> bool:
         """Release a door as for a granted access (an operator's remote opening).

@@ -45,8 +45,6 @@ class SimulatedDriver(Driver[SimulatedConfig]):
     def __init__(self, config: SimulatedConfig, *, clock: Clock) -> None:
         super().__init__(config, clock=clock)
         self._closed = asyncio.Event()
-        self._opened = False
-        self._iterating = False
         # (due ms, position in the config, model): the position breaks ties deterministically.
         self._heap: list[tuple[int, int, DeviceModel]] = []
 
@@ -141,35 +139,28 @@ class SimulatedDriver(Driver[SimulatedConfig]):
         Raises:
             RuntimeError: if the driver is not open, or is already being iterated.
         """
-        if not self._opened:
-            msg = "open() the driver before iterating its outputs"
-            raise RuntimeError(msg)
-        if self._iterating:
-            msg = "outputs() is already being iterated"
-            raise RuntimeError(msg)
-        self._iterating = True
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            while not self._closed.is_set():
-                if not self._heap:
-                    # Every device is dead for good; stay quiet until closed, like real ones.
-                    await closed
-                    return
-                due, order, model = self._heap[0]
-                if due > self.clock.now_ms() and not await self._wait_until(due, closed):
-                    return
-                heapq.heappop(self._heap)
-                batch = model.run_due(due)
-                upcoming = model.next_due()
-                if upcoming is not None:
-                    heapq.heappush(self._heap, (upcoming, order, model))
-                for output in batch:
-                    yield output
-                    if self._closed.is_set():
+        with self._consuming():
+            closed = asyncio.ensure_future(self._closed.wait())
+            try:
+                while not self._closed.is_set():
+                    if not self._heap:
+                        # Every device is dead for good; stay quiet until closed, like real ones.
+                        await closed
                         return
-        finally:
-            self._iterating = False
-            closed.cancel()
+                    due, order, model = self._heap[0]
+                    if due > self.clock.now_ms() and not await self._wait_until(due, closed):
+                        return
+                    heapq.heappop(self._heap)
+                    batch = model.run_due(due)
+                    upcoming = model.next_due()
+                    if upcoming is not None:
+                        heapq.heappush(self._heap, (upcoming, order, model))
+                    for output in batch:
+                        yield output
+                        if self._closed.is_set():
+                            return
+            finally:
+                closed.cancel()
 
     async def _wait_until(self, due_ms: int, closed: asyncio.Future[Any]) -> bool:
         """Wait until the clock reaches ``due_ms``; ``False`` if the driver closed first."""

@@ -74,8 +74,6 @@ class SerialSensorDriver(Driver[UC], Generic[UC, F]):
         self._port: SerialPort | None = None
         self._read_task: asyncio.Future[bytes] | None = None
         self._closed = asyncio.Event()
-        self._opened = False
-        self._iterating = False
         self._pending: collections.deque[DriverOutput] = collections.deque()
         self._backoff_s = _FIRST_BACKOFF_S
         self._reopen_at_ms = 0
@@ -148,29 +146,22 @@ class SerialSensorDriver(Driver[UC], Generic[UC, F]):
         Raises:
             RuntimeError: if the driver is not open, or is already being iterated.
         """
-        if not self._opened:
-            msg = "open() the driver before iterating its outputs"
-            raise RuntimeError(msg)
-        if self._iterating:
-            msg = "outputs() is already being iterated"
-            raise RuntimeError(msg)
-        self._iterating = True
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            while True:
-                while self._pending:
-                    yield self._pending.popleft()
+        with self._consuming():
+            closed = asyncio.ensure_future(self._closed.wait())
+            try:
+                while True:
+                    while self._pending:
+                        yield self._pending.popleft()
+                        if self._closed.is_set():
+                            return
                     if self._closed.is_set():
                         return
-                if self._closed.is_set():
-                    return
-                await self._step(closed)
-        finally:
-            self._iterating = False
-            closed.cancel()
-            if self._read_task is not None:
-                self._read_task.cancel()
-                self._read_task = None
+                    await self._step(closed)
+            finally:
+                closed.cancel()
+                if self._read_task is not None:
+                    self._read_task.cancel()
+                    self._read_task = None
 
     # -- the loop ----------------------------------------------------------------------------
 

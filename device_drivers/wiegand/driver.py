@@ -64,9 +64,7 @@ class WiegandDriver(Driver[WiegandConfig]):
         self._port = SerialPort(config.port, SerialSettings(baudrate=config.baud), owner=device)
         self._out: asyncio.Queue[_Item] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._opened = False
         self._closed = False
-        self._iterating = False
         self._last_rx_ms = 0
         self._frame_gap_ms = round(config.frame_gap_s * 1000)
 
@@ -112,14 +110,7 @@ class WiegandDriver(Driver[WiegandConfig]):
             RuntimeError: if the driver is not open or already being iterated, or re-raised
                 from an unexpected failure inside the driver (the agent then restarts it).
         """
-        if not self._opened:
-            msg = "open() the driver before iterating its outputs"
-            raise RuntimeError(msg)
-        if self._iterating:
-            msg = "outputs() is already being iterated"
-            raise RuntimeError(msg)
-        self._iterating = True
-        try:
+        with self._consuming():
             while True:
                 item = await self._out.get()
                 if item is None:
@@ -127,8 +118,6 @@ class WiegandDriver(Driver[WiegandConfig]):
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-        finally:
-            self._iterating = False
 
     # -- tasks ----------------------------------------------------------------------------------
 

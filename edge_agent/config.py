@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from device_drivers import DriverConfig, DriverError, parse_driver_config
 from edge_agent.errors import ConfigError
 from wire.events import PSEUDONYM_PATTERN
-from wire.placeholders import expand_placeholders
+from wire.placeholders import (
+    ConfigFileError,
+    expand_placeholders,
+    read_yaml,
+    validation_problem,
+)
 from wire.topics import ID_PATTERN
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -158,17 +162,14 @@ def parse_gateway_config(data: Any, *, source: str = "<config>") -> GatewayConfi
     try:
         return GatewayConfig.model_validate(expanded)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in err["loc"]) or "$"
-        raise ConfigError(source, field, err["msg"]) from None
+        problem = validation_problem(exc)
+        raise ConfigError(source, problem.field, problem.reason) from None
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:
     """Load and validate a gateway config file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), "$", f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), "$", f"not valid YAML: {exc}") from None
+        data = read_yaml(path)
+    except ConfigFileError as problem:
+        raise ConfigError(str(path), problem.field, problem.reason) from None
     return parse_gateway_config(data, source=str(path))

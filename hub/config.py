@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from hub.channels.settings import ChannelSettings
 from hub.errors import ConfigError
-from wire.placeholders import expand_placeholders
+from wire.placeholders import (
+    ConfigFileError,
+    expand_placeholders,
+    read_yaml,
+    validation_problem,
+)
 
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -130,17 +134,14 @@ def parse_hub_config(data: Any, *, source: str = "<config>", base: Path | None =
     try:
         return HubConfig.model_validate(expanded)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in err["loc"]) or "$"
-        raise ConfigError(source, field, err["msg"]) from None
+        problem = validation_problem(exc)
+        raise ConfigError(source, problem.field, problem.reason) from None
 
 
 def load_hub_config(path: Path) -> HubConfig:
     """Load and validate a hub config file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), "$", f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), "$", f"not valid YAML: {exc}") from None
+        data = read_yaml(path)
+    except ConfigFileError as problem:
+        raise ConfigError(str(path), problem.field, problem.reason) from None
     return parse_hub_config(data, source=str(path), base=path.parent)

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hub.errors import ConfigError
 from wire.measurements import DEVICE_TAGS
+from wire.placeholders import ConfigFileError, read_yaml, validation_problem
 from wire.topics import ID_PATTERN
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -277,19 +277,16 @@ def parse_site(data: Any, *, source: str = "<site>") -> SiteFile:
     try:
         return SiteFile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in err["loc"]) or "$"
-        raise ConfigError(source, field, err["msg"]) from None
+        problem = validation_problem(exc)
+        raise ConfigError(source, problem.field, problem.reason) from None
 
 
 def load_site(path: Path) -> SiteFile:
     """Load and validate a site file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), "$", f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), "$", f"not valid YAML: {exc}") from None
+        data = read_yaml(path)
+    except ConfigFileError as problem:
+        raise ConfigError(str(path), problem.field, problem.reason) from None
     return parse_site(data, source=str(path))
 
 

@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -36,3 +39,35 @@ def _lookup(name: str, source: str) -> str:
         return (Path(cred_dir) / name).read_text().strip()
     msg = f"{source}: ${{{name}}} is not set in the environment or $CREDENTIALS_DIRECTORY"
     raise KeyError(msg)
+
+
+class ConfigFileError(ValueError):
+    """Why a config file does not load: the dotted field (``$`` for the whole file) and reason.
+
+    Each daemon turns it into its own ``ConfigError`` naming the source.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed YAML of a config file.
+
+    Raises:
+        ConfigFileError: if the file cannot be read or is not YAML.
+    """
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigFileError("$", f"cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError("$", f"not valid YAML: {exc}") from None
+
+
+def validation_problem(exc: ValidationError) -> ConfigFileError:
+    """The first problem pydantic found, as a dotted field and its message."""
+    err = exc.errors(include_url=False)[0]
+    return ConfigFileError(".".join(str(p) for p in err["loc"]) or "$", err["msg"])

@@ -167,7 +167,7 @@ class Demo:
 
     async def _summarise(self, hub: Hub, epoch: int) -> dict[str, Any]:
         counters = hub.ingestor.counters
-        alerts = await hub.store.alerts()
+        alerts = await hub.alert_store.alerts()
         assert self.broker is not None  # noqa: S101
         return {
             "site": hub.registry.site_id,
@@ -192,8 +192,8 @@ class Demo:
                     "rule": a.rule_id,
                     "severity": a.severity,
                     "issue_class": a.issue_class,
-                    "state": a.state,
-                    "device": a.device,
+                    "state": a.status.value,
+                    "device": a.subject,
                     "place": a.labels.get("place"),
                     "grid": a.labels.get("grid_name"),
                     "building": a.labels.get("building") or None,
@@ -203,6 +203,6 @@ class Demo:
                     "recipients": list(hub.alerts.recipients(a)),
                 }
                 for a in sorted(alerts, key=lambda a: a.started_ms)
-                if a.state != "pending"
+                if a.firing_ms is not None
             ],
         }

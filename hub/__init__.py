@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hub.alert_store import AlertStore
 from hub.alerts import AlertManager, alert_id
 from hub.app import Hub, RulesBridge, hub_version
 from hub.config import (
@@ -16,14 +17,20 @@ from hub.config import (
 )
 from hub.errors import ConfigError, HubError, RegistryError, SinkError
 from hub.ingest import GatewayStatus, Ingestor, SeqWindow
+from hub.lifecycle import Alert, AlertBook, LifecycleError, Silence, Status
 from hub.notifiers import LogNotifier, Notification, Notifier, NotifyError, WebhookNotifier
 from hub.registry import DeviceInfo, Registry, SiteFile, load_site, parse_site
+from hub.routing import AlertingSettings
 from hub.sinks import InfluxSink, Point, SqliteSink, TimeSeriesSink
 from hub.store import AlertRecord, HubStore, QuarantineEntry, StoredEvent
 
 __all__ = [
+    "Alert",
+    "AlertBook",
     "AlertManager",
     "AlertRecord",
+    "AlertStore",
+    "AlertingSettings",
     "ConfigError",
     "DeviceInfo",
     "GatewayStatus",
@@ -36,6 +43,7 @@ __all__ = [
     "InfluxSink",
     "IngestSettings",
     "Ingestor",
+    "LifecycleError",
     "LogNotifier",
     "Notification",
     "Notifier",
@@ -47,9 +55,11 @@ __all__ = [
     "RegistryError",
     "RulesBridge",
     "SeqWindow",
+    "Silence",
     "SinkError",
     "SiteFile",
     "SqliteSink",
+    "Status",
     "StoredEvent",
     "TimeSeriesSink",
     "WebhookNotifier",

@@ -11,7 +11,9 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from hub.alert_store import AlertStore
 from hub.alerts import AlertManager
+from hub.api import ApiServer, HubApi, api_server
 from hub.channels import build_channels
 from hub.config import HubConfig
 from hub.ingest import Ingestor, RuleSink, now_ms
@@ -76,6 +78,10 @@ class RulesBridge(RuleSink):
         if transitions:
             self._alerts.submit(transitions)
 
+    def on_gateway(self, gateway: str, *, online: bool, ts_ms: int) -> None:
+        """A gateway's presence changed."""
+        self._alerts.gateway_presence(gateway, online=online, ts_ms=ts_ms)
+
     def tick(self) -> None:
         """Let time-based transitions (auto-resolve) happen."""
         if self.data_time_ms:
@@ -110,8 +116,14 @@ class Hub:
         ]
         channels += build_channels(config.notifiers.channels)
         channels += list(notifiers)
+        self.alert_store = AlertStore(config.data_dir / "alerts.sqlite3")
         self.alerts = AlertManager(
-            store=self.store, registry=self.registry, notifiers=channels, clock_ms=clock_ms
+            store=self.alert_store,
+            registry=self.registry,
+            notifiers=channels,
+            clock_ms=clock_ms,
+            settings=config.alerting,
+            rule_kinds={rule.id: rule.kind for rule in ruleset},
         )
         self.rules = RulesBridge(Engine(ruleset), self.alerts)
         self.forwarder = Forwarder(self.store, self.sink)
@@ -134,6 +146,10 @@ class Hub:
         }
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+        self.api = HubApi(self, config.api) if config.api.port else None
+        self._engine_saved_ms = 0
+        self._api_server: ApiServer | None = None
+        self._api_task: asyncio.Task[None] | None = None
 
     def _publish_ack(self, gateway: str, ack: Ack) -> None:
         self.mqtt.publish(self._ack_topics[gateway], encode(ack), qos=1)
@@ -153,6 +169,10 @@ class Hub:
                 tg.create_task(self.alerts.run(), name="hub.alerts")
                 tg.create_task(self._tick_loop(), name="hub.tick")
                 tg.create_task(self._wait_stop(), name="hub.stop")
+                if self.api is not None:
+                    server = api_server(self.api)
+                    self._api_task = tg.create_task(_serve(server), name="hub.api")
+                    self._api_server = server
                 self.started.set()
         except* _Stop:
             pass
@@ -162,12 +182,49 @@ class Hub:
                 metrics_server.server_close()
             await self._shutdown()
 
+    async def status(self) -> dict[str, Any]:
+        """The fleet at a glance: gateways, devices by state, open alerts by grid."""
+        now = self._clock_ms()
+        gateways = []
+        for gateway_id, status in sorted(self.ingestor.gateways.items()):
+            health = status.health or {}
+            gateways.append(
+                {
+                    "id": gateway_id,
+                    "online": status.online,
+                    "last_seen_ms": status.last_seen_ms,
+                    "seen_ago_s": (now - status.last_seen_ms) / 1000
+                    if status.last_seen_ms
+                    else None,
+                    "queue_depth": health.get("queue_depth"),
+                    "agent": status.agent,
+                }
+            )
+        devices: dict[str, dict[str, int]] = {}
+        for device_id, device in self.registry.devices.items():
+            by_state = devices.setdefault(device.grid or "-", {})
+            state = self.ingestor.device_state(device_id).value
+            by_state[state] = by_state.get(state, 0) + 1
+        alerts: dict[str, dict[str, int]] = {}
+        for alert in self.alerts.book.active.values():
+            by_status = alerts.setdefault(alert.labels.get("grid") or "-", {})
+            by_status[alert.status.value] = by_status.get(alert.status.value, 0) + 1
+        return {
+            "site": self.registry.site_id,
+            "now_ms": now,
+            "gateways": gateways,
+            "devices_by_grid": devices,
+            "open_alerts_by_grid": alerts,
+            "deliveries": await self.alert_store.delivery_counts(),
+        }
+
     async def _shutdown(self) -> None:
         # What the store did not take yet stays in the spool and is forwarded after a restart.
         self.mqtt.stop()
         await self.alerts.aclose()
         await self.sink.aclose()
         self.store.close()
+        self.alert_store.close()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return."""
@@ -182,6 +239,12 @@ class Hub:
                 await self.ingestor.wait_idle()
                 await self.alerts.wait_idle()
                 await self.forwarder.wait_drained()
+        if self._api_server is not None and self._api_task is not None:
+            # Let uvicorn close its socket itself; a cancelled server leaves it listening.
+            self._api_server.should_exit = True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await asyncio.shield(self._api_task)
         raise _Stop
 
     async def _tick_loop(self) -> None:
@@ -194,6 +257,17 @@ class Hub:
                 last_prune = loop.time()
                 horizon_ms = int(self.config.ingest.dedup_horizon_s * 1000)
                 await self.store.prune_seen(self._clock_ms() - horizon_ms)
+
+
+async def _serve(server: ApiServer) -> None:
+    try:
+        await server.serve()
+    except SystemExit:
+        # uvicorn exits when it cannot listen; the hub's alarms matter more than its API.
+        config = server.config
+        logger.error(  # noqa: TRY400 - uvicorn has logged why
+            "the API could not listen on %s:%d; the hub runs without it", config.host, config.port
+        )
 
 
 def _make_sink(config: HubConfig) -> TimeSeriesSink:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from hub.channels.settings import ChannelSettings
 from hub.errors import ConfigError
+from hub.routing import AlertingSettings
 from wire.placeholders import (
     ConfigFileError,
     expand_placeholders,
@@ -89,6 +90,16 @@ class MetricsSettings(_Frozen):
     port: int = Field(default=0, ge=0, le=65535, description="0 turns the endpoint off")
 
 
+class ApiSettings(_Frozen):
+    """The hub's HTTP API (alerts, silences, status) for the CLI and the console."""
+
+    host: str = Field(default="127.0.0.1", description="listen address")
+    port: int = Field(default=0, ge=0, le=65535, description="e.g. 8470; 0 turns the API off")
+    token: SecretStr | None = Field(
+        default=None, description="bearer token, use ${ANJU_API_TOKEN}; needed off loopback"
+    )
+
+
 class HubConfig(_Frozen):
     """Everything a hub needs to run."""
 
@@ -103,6 +114,11 @@ class HubConfig(_Frozen):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alerting: AlertingSettings = Field(
+        default_factory=AlertingSettings,
+        description="escalation routes, grouping, silences, inhibition, flapping",
+    )
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     def rule_files(self) -> list[Path]:
         """Every rule file named directly or found in a named directory."""

@@ -127,6 +127,9 @@ class RuleSink:
     def on_event(self, device: DeviceInfo, ts_ms: int, kind: str, data: Mapping[str, Any]) -> None:
         """An event was accepted."""
 
+    def on_gateway(self, gateway: str, *, online: bool, ts_ms: int) -> None:
+        """A gateway came online or went offline."""
+
 
 class Ingestor:
     """Turns broker messages into stored, acknowledged data and rule input."""
@@ -353,6 +356,7 @@ class Ingestor:
             skew_ms=status.skew_ms,
         )
         logger.info("gateway %s is %s", gateway, "online" if state.online else "offline")
+        self._rules.on_gateway(gateway, online=state.online, ts_ms=received)
 
     def device_state(self, device_id: str) -> DeviceState:
         """Online, offline, or unknown when its gateway is down.

@@ -26,8 +26,11 @@ class Notification:
     """One transition of one alert, for a set of recipients."""
 
     alert: AlertRecord
-    transition: str  # "firing" | "resolved"
+    transition: str  # "firing" | "resolved" | "flapping" | "flapping-end"
     recipients: tuple[str, ...]  # human-readable names of who should act
+    note: str = ""  # why it is sent again: an escalation step, a repeat, a re-trigger
+    others: tuple[AlertRecord, ...] = ()  # the rest of a group notified together
+    key: str = ""  # idempotency key of this delivery, for receivers that deduplicate
 
 
 class Notifier(Protocol):
@@ -66,29 +69,48 @@ def alertmanager_payload(notification: Notification, receiver: str) -> dict[str,
         "place": alert.labels.get("place", ""),
         "recipients": ", ".join(notification.recipients),
     }
+    if notification.note:
+        annotations["note"] = notification.note
     if alert.value is not None:
         annotations["value"] = f"{alert.value:g}"
+    alerts = [_am_alert(a, status, annotations) for a in (alert, *notification.others)]
     return {
         "version": "4",
-        "groupKey": f"{{}}:{{alertname={alert.rule_id!r}, device={alert.device!r}}}",
+        "groupKey": f"{{}}:{{alertname={alert.rule_id!r}, grid={alert.labels.get('grid', '')!r}}}",
         "truncatedAlerts": 0,
         "status": status,
         "receiver": receiver,
         "groupLabels": {"alertname": alert.rule_id},
-        "commonLabels": labels,
+        "commonLabels": labels if not notification.others else {"alertname": alert.rule_id},
         "commonAnnotations": annotations,
         "externalURL": "",
-        "alerts": [
-            {
-                "status": status,
-                "labels": labels,
-                "annotations": annotations,
-                "startsAt": _rfc3339(alert.firing_ms or alert.started_ms),
-                "endsAt": _rfc3339(alert.resolved_ms),
-                "generatorURL": "",
-                "fingerprint": alert.id,
-            }
-        ],
+        "alerts": alerts,
+    }
+
+
+def _am_alert(alert: AlertRecord, status: str, common: dict[str, str]) -> dict[str, Any]:
+    labels = {
+        "alertname": alert.rule_id,
+        "severity": alert.severity,
+        "issue_class": alert.issue_class,
+        **{k: v for k, v in alert.labels.items() if v},
+    }
+    annotations = {
+        **common,
+        "summary": alert.summary,
+        "description": alert.message,
+        "place": alert.labels.get("place", ""),
+    }
+    if alert.value is not None:
+        annotations["value"] = f"{alert.value:g}"
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": _rfc3339(alert.firing_ms or alert.started_ms),
+        "endsAt": _rfc3339(alert.resolved_ms),
+        "generatorURL": "",
+        "fingerprint": alert.id,
     }
 
 
@@ -107,7 +129,9 @@ class WebhookNotifier:
         """POST the payload; any non-2xx answer is a failure."""
         try:
             response = await self._client.post(
-                self._url, json=alertmanager_payload(notification, self._receiver)
+                self._url,
+                json=alertmanager_payload(notification, self._receiver),
+                headers={"Idempotency-Key": notification.key} if notification.key else None,
             )
         except httpx.HTTPError as exc:
             raise NotifyError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
@@ -135,6 +159,8 @@ class LogNotifier:
             alert.message,
             ", ".join(notification.recipients) or "-",
         )
+        if notification.note:
+            logger.warning("ALERT %s note: %s", notification.alert.id, notification.note)
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -1,4 +1,4 @@
-"""The hub's own state in SQLite: registry, quarantine, events, alerts and gateway presence.
+"""The hub's own state in SQLite: registry, quarantine, events, spool and gateway presence.
 
 Kept behind this small repository layer so that PostgreSQL can replace SQLite where several
 hub workers share state.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,6 @@ CREATE TABLE IF NOT EXISTS event (
     gateway TEXT NOT NULL, seq INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL,
     data TEXT NOT NULL, replay INTEGER NOT NULL, UNIQUE (gateway, seq));
 CREATE INDEX IF NOT EXISTS event_device_ts ON event (device, ts);
-CREATE TABLE IF NOT EXISTS alert (
-    id TEXT PRIMARY KEY, rule_id TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,
-    severity TEXT NOT NULL, issue_class TEXT NOT NULL, summary TEXT NOT NULL,
-    message TEXT NOT NULL, labels TEXT NOT NULL, value REAL,
-    started_ms INTEGER NOT NULL, firing_ms INTEGER, resolved_ms INTEGER,
-    updated_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS alert_state ON alert (state);
 CREATE TABLE IF NOT EXISTS gateway_state (
     gateway TEXT PRIMARY KEY, online INTEGER NOT NULL, session TEXT, agent TEXT,
     config_hash TEXT, last_seen_ms INTEGER, skew_ms INTEGER, health TEXT);
@@ -44,11 +36,6 @@ CREATE TABLE IF NOT EXISTS seen (
     gateway TEXT NOT NULL, seq INTEGER NOT NULL, received_ms INTEGER NOT NULL,
     PRIMARY KEY (gateway, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_received ON seen (received_ms);
-CREATE TABLE IF NOT EXISTS notification (
-    id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, transition TEXT NOT NULL,
-    channel TEXT NOT NULL, recipient TEXT NOT NULL, status TEXT NOT NULL,
-    attempts INTEGER NOT NULL, last_error TEXT, updated_ms INTEGER NOT NULL,
-    UNIQUE (alert_id, transition, channel, recipient));
 """
 
 
@@ -291,45 +278,6 @@ class HubStore:
             for ts, rec, gw, seq, dev, kind_, data, replay in await self._db.call(_query)
         ]
 
-    async def save_alert(self, alert: AlertRecord) -> None:
-        """Insert or update an alert."""
-        row = (
-            alert.id,
-            alert.rule_id,
-            alert.device,
-            alert.state,
-            alert.severity,
-            alert.issue_class,
-            alert.summary,
-            alert.message,
-            orjson.dumps(alert.labels).decode(),
-            alert.value,
-            alert.started_ms,
-            alert.firing_ms,
-            alert.resolved_ms,
-            alert.updated_ms,
-        )
-
-        def _save(conn: sqlite3.Connection) -> None:
-            with conn:
-                sql = f"INSERT OR REPLACE INTO alert VALUES ({_marks(len(row))})"  # noqa: S608
-                conn.execute(sql, row)
-
-        await self._db.call(_save)
-
-    async def alerts(self, *, active_only: bool = False, limit: int = 500) -> list[AlertRecord]:
-        """Alerts, newest first."""
-
-        def _query(conn: sqlite3.Connection) -> list[Any]:
-            where = "WHERE state != 'resolved'" if active_only else ""
-            return conn.execute(
-                f"SELECT * FROM alert {where} ORDER BY started_ms DESC LIMIT ?",  # noqa: S608
-                (limit,),
-            ).fetchall()
-
-        rows = await self._db.call(_query)
-        return [_alert_from_row(row) for row in rows]
-
     async def gateway_records(self) -> list[GatewayRecord]:
         """Every gateway's last announced presence."""
 
@@ -344,35 +292,6 @@ class HubStore:
             for gw, online, session, agent, chash, seen, skew in await self._db.call(_query)
         ]
 
-    async def record_notification(
-        self,
-        *,
-        alert_id: str,
-        transition: str,
-        channel: str,
-        recipient: str,
-        status: str,
-        attempts: int,
-        last_error: str | None,
-        now_ms: int,
-    ) -> None:
-        """Record a notification's outcome, keyed by (alert, transition, channel, recipient)."""
-        row = (alert_id, transition, channel, recipient, status, attempts, last_error, now_ms)
-
-        def _save(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute(
-                    "INSERT INTO notification "
-                    "(alert_id, transition, channel, recipient, status, attempts, last_error,"
-                    " updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (alert_id, transition, channel, recipient) DO UPDATE SET "
-                    "status = excluded.status, attempts = excluded.attempts, "
-                    "last_error = excluded.last_error, updated_ms = excluded.updated_ms",
-                    row,
-                )
-
-        await self._db.call(_save)
-
     def close(self) -> None:
         """Close the database."""
         self._db.close()
@@ -385,38 +304,3 @@ def _event_row(e: StoredEvent) -> tuple[Any, ...]:
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
-
-
-def _alert_from_row(row: Sequence[Any]) -> AlertRecord:
-    (
-        aid,
-        rule,
-        device,
-        state,
-        sev,
-        cls,
-        summary,
-        message,
-        labels,
-        value,
-        started,
-        firing,
-        resolved,
-        updated,
-    ) = row
-    return AlertRecord(
-        id=aid,
-        rule_id=rule,
-        device=device,
-        state=state,
-        severity=sev,
-        issue_class=cls,
-        summary=summary,
-        message=message,
-        labels=orjson.loads(labels),
-        value=value,
-        started_ms=started,
-        firing_ms=firing,
-        resolved_ms=resolved,
-        updated_ms=updated,
-    )

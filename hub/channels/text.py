@@ -47,6 +47,7 @@ class AlertText:
     resolved_at: str
     duration: str
     recipients: str
+    note: str = ""
 
     @property
     def status_cn(self) -> str:
@@ -70,6 +71,7 @@ class AlertText:
         ]
         if self.resolved:
             rows.append(("恢复", f"{self.resolved_at}（持续 {self.duration}）"))
+        rows += [("说明", self.note)]
         rows += [("设备", self.device), ("规则", self.rule), ("通知", self.recipients)]
         return [(k, v) for k, v in rows if v]
 
@@ -159,7 +161,17 @@ def render(notification: Notification, timezone: str = "Asia/Shanghai") -> Alert
         resolved_at=_when(alert.resolved_ms, zone),
         duration=_duration(fired, alert.resolved_ms),
         recipients="、".join(notification.recipients),
+        note=_note(notification),
     )
+
+
+def _note(notification: Notification) -> str:
+    parts = [notification.note] if notification.note else []
+    if notification.others:
+        places = "、".join(a.labels.get("place") or a.device for a in notification.others[:5])
+        more = "等" if len(notification.others) > 5 else ""  # noqa: PLR2004
+        parts.append(f"同组另有{len(notification.others)}条：{places}{more}")
+    return "；".join(parts)
 
 
 def wanted(settings: ChannelBase, notification: Notification) -> bool:

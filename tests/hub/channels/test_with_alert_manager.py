@@ -8,7 +8,7 @@ import time
 
 from pydantic import SecretStr
 
-from hub import AlertManager, HubStore
+from hub import AlertManager, AlertStore
 from hub.channels import WeComRobotNotifier, WeComRobotSettings
 
 
@@ -38,7 +38,7 @@ async def test_alert_manager_retries_a_robot_error_then_sends_the_resolve(
 ):
     webhook_receiver.response_body = b'{"errcode": 0, "errmsg": "ok"}'
     webhook_receiver.set_responses([500])
-    store = HubStore(tmp_path / "hub.sqlite3")
+    store = AlertStore(tmp_path / "alerts.sqlite3")
     notifier = WeComRobotNotifier(
         WeComRobotSettings(name="duty", url=SecretStr(webhook_receiver.url + "/send?key=k"))
     )

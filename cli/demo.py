@@ -24,7 +24,16 @@ from cli.broker import DemoBroker, start_demo_broker
 from device_drivers import ScaledClock
 from device_drivers.simulated import DeviceKind, Scenario, load_scenario
 from edge_agent import EdgeAgent, parse_gateway_config
-from hub import Hub, HubConfig, HubMqttSettings, NotifierSettings, Registry, WebhookSettings
+from hub import (
+    AlertingSettings,
+    Hub,
+    HubConfig,
+    HubMqttSettings,
+    NotifierSettings,
+    Registry,
+    WebhookSettings,
+)
+from hub.config import ApiSettings
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +91,16 @@ class Demo:
         speed: float = 1.0,
         webhook_url: str | None = None,
         run_dir: Path | None = None,
+        alerting: AlertingSettings | None = None,
+        api_port: int = 0,
     ) -> None:
         self.config_dir = config_dir
         self.duration_s = duration_s
         self.speed = speed
         self.webhook_url = webhook_url
         self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="anju-demo-"))
+        self.alerting = alerting or AlertingSettings()
+        self.api_port = api_port
         self.broker: DemoBroker | None = None
         self.hub: Hub | None = None
         self.agents: list[EdgeAgent] = []
@@ -114,6 +127,8 @@ class Demo:
             data_dir=self.run_dir / "hub",
             mqtt=HubMqttSettings(host=self.broker.host, port=self.broker.port),
             notifiers=NotifierSettings(log=True, webhooks=webhooks),
+            alerting=self.alerting,
+            api=ApiSettings(port=self.api_port),
         )
         hub = self.hub = Hub(hub_config)
         timezone = hub.registry.site.site.timezone

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from cli.alerts import alerts_app, status_command
 from cli.dashboards import dashboards_app
 from cli.device import device_app
 
@@ -30,6 +31,8 @@ app.add_typer(hub_app, name="hub")
 app.add_typer(edge_app, name="edge")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(device_app, name="device")
+app.add_typer(alerts_app, name="alerts")
+app.command("status")(status_command)
 
 err_console = Console(stderr=True)
 

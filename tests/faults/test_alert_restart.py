@@ -109,7 +109,10 @@ def test_kill_9_with_an_escalation_pending_sends_the_next_step_on_time_and_nothi
             wait_until(lambda: tap.hub_online_count() > 0, 20, "the hub", watch=[hub])
             agent.start()
             wait_until(
-                lambda: _door_notices(webhook_receiver), 30, "the first notice", watch=[hub, agent]
+                lambda: bool(_door_notices(webhook_receiver)),
+                30,
+                "the first notice",
+                watch=[hub, agent],
             )
             first_at = _door_notices(webhook_receiver)[0][0]
             # Let the delivery be recorded as sent, then crash the hub mid-escalation.

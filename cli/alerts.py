@@ -69,15 +69,15 @@ class HubClient:
 
     def __init__(self, hub: str | None, token: str | None, config: Path) -> None:
         self.base = _base_url(hub, config)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(base_url=self.base, headers=headers, timeout=10)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One request; the decoded JSON answer."""
         try:
-            response = self._client.request(
-                method, path, content=orjson.dumps(body) if body is not None else None
-            )
+            with httpx.Client(base_url=self.base, headers=self._headers, timeout=10) as client:
+                response = client.request(
+                    method, path, content=orjson.dumps(body) if body is not None else None
+                )
         except httpx.HTTPError as exc:
             _fail(
                 f"cannot reach the hub at {self.base}: {exc}",

@@ -97,7 +97,7 @@ def edge_run(
 
     async def main() -> None:
         try:
-            agent = EdgeAgent(gateway_config)
+            agent = EdgeAgent(gateway_config, config_path=config)
         except ValueError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None

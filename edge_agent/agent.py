@@ -27,14 +27,25 @@ from device_drivers import (
     SystemClock,
     create_driver,
 )
-from edge_agent.config import GatewayConfig
+from edge_agent.config import GatewayConfig, parse_gateway_config
 from edge_agent.doors import Doors
 from edge_agent.pseudonym import Pseudonymiser
 from edge_agent.queue import DurableQueue, Priority
+from edge_agent.reconfigure import (
+    DriverPlan,
+    changed_sections,
+    check_new_config,
+    file_version,
+    plan_drivers,
+    save_config,
+)
 from wire import (
+    CONFIG_COMMAND,
     Ack,
     Channel,
     Command,
+    ConfigApplied,
+    ConfigPush,
     DataBatch,
     DecodeError,
     Event,
@@ -44,6 +55,7 @@ from wire import (
     Reading,
     Reply,
     TopicError,
+    config_version,
     decode_as,
     encode,
     is_life_safety,
@@ -55,6 +67,10 @@ logger = logging.getLogger(__name__)
 
 _SEND_CHUNK = 200
 _FAILED_STARTS_TO_FAULT = 2
+# A driver being replaced must have let go of its port before its successor opens it.
+_DRIVER_STOP_TIMEOUT_S = 10.0
+_REPLY_WAIT_S = 10.0
+_MAX_TEXT = 256
 
 
 def agent_version() -> str:
@@ -76,6 +92,17 @@ class DriverState:
     state: str = "starting"
     restarts: int = 0
     last_error: str | None = None
+    devices: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Settings:
+    """What a config push swaps, kept so that a rollback can swap it back."""
+
+    config: GatewayConfig
+    pseudonymiser: Pseudonymiser
+    allow: dict[str, frozenset[str]]
+    doors: Doors
 
 
 class EdgeAgent:
@@ -83,6 +110,10 @@ class EdgeAgent:
 
     ``run()`` returns when :meth:`stop` is called.  The queue is injectable so the durable
     store-and-forward queue can replace the in-memory one.
+
+    ``config_path`` is the file ``config`` was loaded from: a pushed config that applies is saved
+    there (see :meth:`reconfigure`).  ``settle_s`` is how long drivers started by a push must run
+    before the push counts as applied.
     """
 
     def __init__(
@@ -91,8 +122,13 @@ class EdgeAgent:
         *,
         clock: Clock | None = None,
         queue: DurableQueue | None = None,
+        config_path: Path | None = None,
+        settle_s: float = 5.0,
     ) -> None:
         self.config = config
+        self.config_path = config_path
+        self.config_version = file_version(config_path) if config_path is not None else ""
+        self.settle_s = settle_s
         self.topics = GatewayTopics(config.site, config.gateway)
         self.session = uuid.uuid4().hex[:16]
         self._clock: Clock = clock or SystemClock()
@@ -105,14 +141,7 @@ class EdgeAgent:
         self._backlog_until = 0  # seqs up to this one were queued before the connection came up
         self._last_ack_at = time.monotonic()
         self._client_now: aiomqtt.Client | None = None
-        secret = config.privacy.site_secret
-        if secret is None and not config.privacy.send_raw_credentials:
-            msg = "privacy.site_secret is required (use ${ANJU_SITE_SECRET})"
-            raise ValueError(msg)
-        self._pseudonymiser = Pseudonymiser(
-            secret.get_secret_value().encode() if secret else b"",
-            send_raw=config.privacy.send_raw_credentials,
-        )
+        self._pseudonymiser = _pseudonymiser(config)
         self._buffer: list[Reading] = []
         self._buffer_since: float | None = None
         self._wakeup = asyncio.Event()
@@ -120,8 +149,11 @@ class EdgeAgent:
         self._connected = asyncio.Event()
         self.counters: Counter[str] = Counter()
         self.drivers: dict[str, DriverState] = {d.id: DriverState() for d in config.drivers}
+        self._driver_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: asyncio.TaskGroup | None = None
+        self._applying = False
         self._doors = Doors(config.doors)
-        self._allow = {reader: frozenset(p) for reader, p in config.access.allow.items()}
+        self._allow = _allow_lists(config)
         # Devices known to be faulted or fine, from their drivers' fault and recovery events.
         self.device_states: dict[str, str] = {}
 
@@ -131,19 +163,20 @@ class EdgeAgent:
         """Run until :meth:`stop`; then flush the batch and say goodbye on the state topic."""
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tasks = tg
                 for driver_config in self.config.drivers:
-                    tg.create_task(
-                        self._supervise(driver_config), name=f"driver[{driver_config.id}]"
-                    )
+                    self._start_driver(driver_config, self.drivers[driver_config.id])
                 tg.create_task(self._batch_loop(), name="batcher")
                 tg.create_task(self._commit_loop(), name="queue")
-                if self._doors:
-                    tg.create_task(self._door_loop(), name="doors")
+                # Always running: a config push may add the first door.
+                tg.create_task(self._door_loop(), name="doors")
                 tg.create_task(self._connection_loop(), name="mqtt")
                 tg.create_task(self._wait_stop(), name="stop")
         except* _Stop:
             pass
         finally:
+            self._tasks = None
+            self._driver_tasks.clear()
             self._flush_batch()
             self._queue.close()
 
@@ -175,14 +208,37 @@ class EdgeAgent:
 
     # -- drivers ---------------------------------------------------------------------------
 
-    async def _supervise(self, driver_config: DriverConfig) -> None:
-        state = self.drivers[driver_config.id]
+    def _start_driver(self, driver_config: DriverConfig, state: DriverState) -> None:
+        tasks = self._tasks
+        if tasks is None:
+            msg = "drivers start only while the agent runs"
+            raise RuntimeError(msg)
+        self.drivers[driver_config.id] = state
+        self._driver_tasks[driver_config.id] = tasks.create_task(
+            self._supervise(driver_config, state), name=f"driver[{driver_config.id}]"
+        )
+
+    async def _stop_drivers(self, ids: tuple[str, ...]) -> None:
+        tasks = []
+        for driver_id in ids:
+            del self.drivers[driver_id]  # retires it: see _retired
+            task = self._driver_tasks.pop(driver_id)
+            task.cancel()
+            tasks.append(task)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=_DRIVER_STOP_TIMEOUT_S)
+        for task in pending:
+            logger.warning("%s did not stop within %g s", task.get_name(), _DRIVER_STOP_TIMEOUT_S)
+
+    async def _supervise(self, driver_config: DriverConfig, state: DriverState) -> None:
         backoff = 1.0
         failures = 0
         faulted: tuple[str, ...] = ()
-        while True:
-            driver = create_driver(driver_config, clock=self._clock, authorise=self._authorise)
+        while not self._retired(driver_config.id, state):
             try:
+                driver = create_driver(driver_config, clock=self._clock, authorise=self._authorise)
+                state.devices = driver.device_ids
                 async with driver:
                     state.state = "running"
                     backoff, failures = 1.0, 0
@@ -190,6 +246,8 @@ class EdgeAgent:
                         self._driver_recovered(faulted)
                         faulted = ()
                     async for output in driver.outputs():
+                        if self._retired(driver_config.id, state):
+                            return
                         self._accept(output)
                 state.last_error = "driver ended"
             except asyncio.CancelledError:
@@ -197,6 +255,8 @@ class EdgeAgent:
             except Exception as exc:  # noqa: BLE001 - a failing driver must never stop the agent
                 state.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("driver %s failed: %s", driver_config.id, state.last_error)
+            if self._retired(driver_config.id, state):
+                return
             state.state = "backoff"
             state.restarts += 1
             failures += 1
@@ -204,10 +264,15 @@ class EdgeAgent:
             # A driver that cannot even start (a port absent at boot) never reports its
             # devices itself: after repeated failures the agent says they stopped answering.
             if failures == _FAILED_STARTS_TO_FAULT and not faulted:
-                faulted = driver.device_ids
+                faulted = state.devices
                 self._driver_faulted(faulted, state.last_error or "driver failed")
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, 60.0)
+
+    def _retired(self, driver_id: str, state: DriverState) -> bool:
+        # A driver stopped by a config push ends even if a driver swallowed its cancellation
+        # (Python 3.11's wait_for can): its state is no longer the one the agent holds.
+        return self.drivers.get(driver_id) is not state
 
     def _authorise(self, device_id: str, credential: str) -> bool | None:
         # Runs inside the driver, but the key and the comparison stay here: the raw number is
@@ -304,8 +369,9 @@ class EdgeAgent:
     async def _door_loop(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            for event in self._doors.tick(self._clock.now_ms()):
-                self._queue_event(event)
+            if self._doors:
+                for event in self._doors.tick(self._clock.now_ms()):
+                    self._queue_event(event)
 
     async def _commit_loop(self) -> None:
         interval = self.config.queue.commit_interval_s
@@ -319,8 +385,8 @@ class EdgeAgent:
                 self._queue.expire()
 
     async def _batch_loop(self) -> None:
-        max_delay = self.config.batch.max_delay_s
         while True:
+            max_delay = self.config.batch.max_delay_s  # a config push may change it
             since = self._buffer_since
             if since is None:
                 await asyncio.sleep(max_delay / 4)
@@ -382,14 +448,7 @@ class EdgeAgent:
     async def _on_connected(self, client: aiomqtt.Client) -> None:
         # Subscribe before announcing, so no ack or command can slip past.
         await client.subscribe([(self.topics.ack, 1), (self.topics.cmd_filter, 1)])
-        birth = GatewayState(
-            online=True,
-            ts=self._clock.now_ms(),
-            session=self.session,
-            agent=agent_version(),
-            config_hash=self.config.config_hash(),
-        )
-        await client.publish(self.topics.state, encode(birth), qos=1, retain=True)
+        await client.publish(self.topics.state, encode(self._birth()), qos=1, retain=True)
         # Whatever was in flight on the old connection may be lost: send it again.  Everything
         # queued so far is the backlog: it follows live traffic, flagged as a replay.
         self._queue.commit()
@@ -400,11 +459,20 @@ class EdgeAgent:
         self._wakeup.set()
         logger.info("connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
 
+    def _birth(self) -> GatewayState:
+        return GatewayState(
+            online=True,
+            ts=self._clock.now_ms(),
+            session=self.session,
+            agent=agent_version(),
+            config_hash=self.config.config_hash(),
+        )
+
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         topic_of = {Channel.DATA: self.topics.data, Channel.EVENT: self.topics.event}
-        rate = self.config.replay.max_messages_per_s
-        tokens, refilled = rate, time.monotonic()
+        tokens, refilled = self.config.replay.max_messages_per_s, time.monotonic()
         while not self._stopping.is_set():
+            rate = self.config.replay.max_messages_per_s  # a config push may change it
             self._check_watchdog()
             now = time.monotonic()
             tokens, refilled = min(rate, tokens + (now - refilled) * rate), now
@@ -461,12 +529,16 @@ class EdgeAgent:
                 elif address.channel is Channel.CMD and address.command is not None:
                     command = decode_as(Command, payload)
                     reply = self._handle_command(address.command, command)
-                    await client.publish(self.topics.reply, encode(reply), qos=1)
+                    if reply is not None:
+                        await client.publish(self.topics.reply, encode(reply), qos=1)
             except (DecodeError, TopicError) as exc:
                 self.counters["rejected_downlink"] += 1
                 logger.warning("ignored message on %s: %s", message.topic, exc)
 
-    def _handle_command(self, name: str, command: Command) -> Reply:
+    def _handle_command(self, name: str, command: Command) -> Reply | None:
+        """The reply to a command, or None when a task sends it later."""
+        if name == CONFIG_COMMAND:
+            return self._start_config_command(command)
         now = self._clock.now_ms()
         if name == "ping":
             return Reply(id=command.id, ts=now, ok=True, result={"pong": now})
@@ -477,6 +549,209 @@ class EdgeAgent:
                 return Reply(id=command.id, ts=now, ok=True, result={"level": level})
             return Reply(id=command.id, ts=now, ok=False, error=f"unknown level {level!r}")
         return Reply(id=command.id, ts=now, ok=False, error=f"unknown command {name!r}")
+
+    def _start_config_command(self, command: Command) -> Reply | None:
+        now = self._clock.now_ms()
+        try:
+            push = ConfigPush.model_validate(command.args)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"]) or "$"
+            error = _text(f"args.{field}: {err['msg']}")
+            return Reply(id=command.id, ts=now, ok=False, error=error)
+        tasks = self._tasks
+        if tasks is None:
+            return Reply(id=command.id, ts=now, ok=False, error="the agent is stopping")
+        # Applying takes a while (drivers must settle): the receive loop goes on meanwhile.
+        tasks.create_task(self._config_command(command, push), name="reconfigure")
+        return None
+
+    async def _config_command(self, command: Command, push: ConfigPush) -> None:
+        try:
+            applied = await self.reconfigure(push)
+        except Exception as exc:
+            # This task runs in the agent's task group: an error here must not stop the agent.
+            logger.exception("config %s failed", push.version)
+            applied = ConfigApplied(
+                version=push.version, error=_text(f"{type(exc).__name__}: {exc}")
+            )
+        reply = Reply(
+            id=command.id,
+            ts=self._clock.now_ms(),
+            ok=applied.error is None,
+            result=applied.model_dump(mode="json", exclude_none=True),
+            error=applied.error,
+        )
+        client = await self._current_client()
+        if client is None:
+            self.counters["replies_lost"] += 1
+            logger.warning("config %s: no broker connection for the reply", push.version)
+            return
+        try:
+            async with asyncio.timeout(_REPLY_WAIT_S):
+                await client.publish(self.topics.reply, encode(reply), qos=1)
+                if applied.error is None and (
+                    applied.started or applied.stopped or applied.restarted or applied.changed
+                ):
+                    # The retained presence carries the config hash: keep it current.
+                    birth = self._birth()
+                    await client.publish(self.topics.state, encode(birth), qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            self.counters["replies_lost"] += 1
+            logger.warning("config %s: reply not sent: %s", push.version, exc)
+
+    async def _current_client(self) -> aiomqtt.Client | None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_REPLY_WAIT_S):
+                await self._connected.wait()
+        return self._client_now if self.connected else None
+
+    # -- config push -----------------------------------------------------------------------
+
+    async def reconfigure(self, push: ConfigPush) -> ConfigApplied:
+        """Switch the running agent to a pushed config, or say why not.
+
+        The config is validated and checked first; a config that fails either changes
+        nothing.  Then drivers whose entries were removed or changed stop, added and changed
+        ones start, and unchanged ones keep running untouched; doors, access lists and
+        privacy settings are swapped; the queue is never touched.  If a started driver fails
+        to start within :attr:`settle_s`, or the config cannot be saved to
+        :attr:`config_path`, everything is switched back.  One push at a time: a push while
+        another is applied is refused as busy.
+        """
+        if self._applying:
+            return ConfigApplied(
+                version=push.version, error="busy: another config push is being applied"
+            )
+        if self._tasks is None:
+            return ConfigApplied(version=push.version, error="the agent is not running")
+        self._applying = True
+        try:
+            return await self._reconfigure(push)
+        finally:
+            self._applying = False
+
+    async def _reconfigure(self, push: ConfigPush) -> ConfigApplied:
+        version = push.version
+        if version != config_version(push.config):
+            return ConfigApplied(version=version, error="version does not match the config")
+        if version == self.config_version:
+            return ConfigApplied(
+                version=version,
+                unchanged=list(self.drivers),
+                persisted=self.config_path is not None,
+            )
+        try:
+            new = parse_gateway_config(push.config, source="config push")
+            check_new_config(self.config, new)
+            pseudonymiser = _pseudonymiser(new)
+        except (ValueError, TypeError) as exc:  # a driver list of non-mappings raises TypeError
+            return ConfigApplied(version=version, error=_text(str(exc)))
+        return await self._apply(push, new, pseudonymiser)
+
+    async def _apply(
+        self, push: ConfigPush, new: GatewayConfig, pseudonymiser: Pseudonymiser
+    ) -> ConfigApplied:
+        version = push.version
+        previous = _Settings(self.config, self._pseudonymiser, self._allow, self._doors)
+        plan = plan_drivers(previous.config.drivers, new.drivers)
+        sections = list(changed_sections(previous.config, new))
+        try:
+            await self._stop_drivers(plan.to_stop)
+            self._install(
+                _Settings(
+                    new,
+                    pseudonymiser,
+                    _allow_lists(new),
+                    Doors(new.doors) if "doors" in sections else self._doors,
+                )
+            )
+            for driver_config in new.drivers:
+                if driver_config.id in plan.to_start:
+                    self._start_driver(driver_config, DriverState())
+            error = await self._settle(plan.to_start)
+            if error is None and self.config_path is not None:
+                try:
+                    save_config(self.config_path, push.config, version=version)
+                except OSError as exc:
+                    error = f"cannot save {self.config_path}: {exc.strerror or exc}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("config %s failed", version)
+            error = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            logger.warning("config %s rolled back: %s", version, error)
+            restarted = await self._roll_back(previous, plan)
+            return ConfigApplied(
+                version=version,
+                restarted=list(restarted),
+                unchanged=list(plan.unchanged),
+                rolled_back=True,
+                error=_text(error),
+            )
+        self.config_version = version
+        self._forget_gone_devices()
+        logger.info(
+            "config %s applied: started %s, stopped %s, restarted %s",
+            version,
+            list(plan.started),
+            list(plan.stopped),
+            list(plan.restarted),
+        )
+        return ConfigApplied(
+            version=version,
+            started=list(plan.started),
+            stopped=list(plan.stopped),
+            restarted=list(plan.restarted),
+            unchanged=list(plan.unchanged),
+            changed=sections,
+            persisted=self.config_path is not None,
+        )
+
+    def _install(self, settings: _Settings) -> None:
+        self.config = settings.config
+        self._pseudonymiser = settings.pseudonymiser
+        self._allow = settings.allow
+        self._doors = settings.doors
+
+    async def _settle(self, ids: tuple[str, ...]) -> str | None:
+        """Why a started driver failed to start within the settle time, or None."""
+        if not ids:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_s
+        while True:
+            for driver_id in ids:
+                # The first failed start decides: the agent would keep retrying it forever.
+                state = self.drivers[driver_id]
+                if state.restarts:
+                    return f"driver {driver_id} did not start: {state.last_error}"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(0.05, remaining))
+        for driver_id in ids:
+            if self.drivers[driver_id].state != "running":
+                return f"driver {driver_id} did not start within {self.settle_s:g} s"
+        return None
+
+    async def _roll_back(self, previous: _Settings, plan: DriverPlan) -> tuple[str, ...]:
+        """Stop what the push started and bring back what it stopped; the ids brought back."""
+        await self._stop_drivers(tuple(i for i in plan.to_start if i in self._driver_tasks))
+        self._install(previous)
+        back = tuple(i for i in plan.to_stop if i not in self._driver_tasks)
+        for driver_config in previous.config.drivers:
+            if driver_config.id in back:
+                self._start_driver(driver_config, DriverState())
+        self._forget_gone_devices()
+        return back
+
+    def _forget_gone_devices(self) -> None:
+        # A removed driver's devices no longer report; keep health to devices that exist.
+        live = {device for state in self.drivers.values() for device in state.devices}
+        for device in [d for d in self.device_states if d not in live]:
+            del self.device_states[device]
 
     async def _health_loop(self, client: aiomqtt.Client) -> None:
         # Loops that await aiomqtt also end on the stop flag: on Python 3.11 aiomqtt's
@@ -503,6 +778,26 @@ class EdgeAgent:
             disk_free_bytes=shutil.disk_usage(Path.cwd()).free,
             cpu_temp_c=_cpu_temperature(),
         )
+
+
+def _pseudonymiser(config: GatewayConfig) -> Pseudonymiser:
+    secret = config.privacy.site_secret
+    if secret is None and not config.privacy.send_raw_credentials:
+        msg = "privacy.site_secret is required (use ${ANJU_SITE_SECRET})"
+        raise ValueError(msg)
+    return Pseudonymiser(
+        secret.get_secret_value().encode() if secret else b"",
+        send_raw=config.privacy.send_raw_credentials,
+    )
+
+
+def _allow_lists(config: GatewayConfig) -> dict[str, frozenset[str]]:
+    return {reader: frozenset(p) for reader, p in config.access.allow.items()}
+
+
+def _text(message: str) -> str:
+    """A message cut to what a payload's text field holds."""
+    return message if len(message) <= _MAX_TEXT else message[: _MAX_TEXT - 1] + "…"
 
 
 def _cpu_temperature() -> float | None:

@@ -14,12 +14,15 @@ from wire.events import (
 )
 from wire.measurements import ALERT_TAGS, DEVICE_TAGS, EVENT_TAGS, VALUE_UNITS, Measurement
 from wire.payloads import (
+    CONFIG_COMMAND,
     MAX_READINGS_PER_BATCH,
     MAX_TS_MS,
     MIN_TS_MS,
     SCHEMA_VERSION,
     Ack,
     Command,
+    ConfigApplied,
+    ConfigPush,
     DataBatch,
     Event,
     GatewayState,
@@ -27,6 +30,7 @@ from wire.payloads import (
     HubState,
     Reading,
     Reply,
+    config_version,
     seq_ranges,
 )
 from wire.topics import (
@@ -43,6 +47,7 @@ from wire.topics import (
 
 __all__ = [
     "ALERT_TAGS",
+    "CONFIG_COMMAND",
     "DEVICE_TAGS",
     "EVENT_SPECS",
     "EVENT_TAGS",
@@ -61,6 +66,8 @@ __all__ = [
     "Ack",
     "Channel",
     "Command",
+    "ConfigApplied",
+    "ConfigPush",
     "DataBatch",
     "DecodeError",
     "Event",
@@ -75,6 +82,7 @@ __all__ = [
     "TopicAddress",
     "TopicError",
     "WireError",
+    "config_version",
     "decode",
     "decode_as",
     "encode",

@@ -1,10 +1,28 @@
-"""Payload models of the v1 contract.  Every payload carries ``"v": 1``."""
+"""Payload models of the v1 contract.  Every payload carries ``"v": 1``.
+
+Commands travel as a :class:`Command` on ``.../cmd/{name}``; the gateway answers with a
+:class:`Reply` of the same ``id`` on ``.../reply``.  The commands and their ``args``:
+
+- ``ping``: no args; ``result`` is ``{"pong": ts}``.
+- ``log_level``: ``{"level": "DEBUG" | "INFO" | "WARNING" | "ERROR"}``.
+- ``config`` (:data:`CONFIG_COMMAND`): a :class:`ConfigPush`, the gateway's whole config as its
+  YAML file parses, with ``${NAME}`` placeholders left unexpanded so that no secret travels (the
+  gateway expands them from its own environment), and its :func:`config_version`.  The gateway
+  validates it, refuses what it cannot change while running (site, gateway id, broker settings,
+  data directory, queue), restarts only the drivers whose entries changed, never touches its
+  queue, and rolls back a config whose new drivers fail to start.  ``result`` is a
+  :class:`ConfigApplied`; ``ok`` is false, with ``error`` set, when the config was refused or
+  rolled back, and then the previous config is still running.  A push of the running version
+  changes nothing and succeeds; a push while another is being applied is refused as busy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Self
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from wire.events import validate_event_data
@@ -146,6 +164,48 @@ class Reply(Payload):
     ok: bool
     result: dict[str, Any] = Field(default_factory=dict)
     error: Text | None = None
+
+
+CONFIG_COMMAND = "config"
+ConfigVersion = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def config_version(config: Mapping[str, Any]) -> str:
+    """The version of a gateway config: a digest of its parsed YAML, placeholders unexpanded.
+
+    Key order does not matter, and the digest survives the JSON round trip of a command.
+    """
+    dumped = orjson.dumps(config, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.sha256(dumped).hexdigest()[:16]
+
+
+class ConfigPush(BaseModel):
+    """``args`` of the ``config`` command: a whole gateway config and its version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    version: ConfigVersion = Field(description="config_version() of config")
+    config: dict[str, Any] = Field(description="the gateway config, ${NAME} left unexpanded")
+
+
+class ConfigApplied(BaseModel):
+    """``result`` of the ``config`` command: which drivers it started, stopped or left alone.
+
+    After a rollback, ``restarted`` names the drivers that came back with their previous
+    settings and ``started`` and ``stopped`` are empty.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    version: Text = Field(description="the pushed version")
+    started: list[Id] = Field(default_factory=list, description="drivers added")
+    stopped: list[Id] = Field(default_factory=list, description="drivers removed")
+    restarted: list[Id] = Field(default_factory=list, description="drivers whose entry changed")
+    unchanged: list[Id] = Field(default_factory=list, description="drivers left running")
+    changed: list[Text] = Field(
+        default_factory=list, description="other sections that changed (doors, access, ...)"
+    )
+    rolled_back: bool = Field(default=False, description="applied, failed, and undone")
+    persisted: bool = Field(default=False, description="saved to the gateway's config file")
+    error: Text | None = Field(default=None, description="why it was refused or rolled back")
 
 
 class HubState(Payload):

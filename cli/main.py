@@ -18,6 +18,8 @@ from rich.live import Live
 from cli.alerts import alerts_app, status_command
 from cli.dashboards import dashboards_app
 from cli.device import device_app
+from cli.gateway import broker_app, gateway_app
+from cli.push import push_command
 
 app = typer.Typer(
     name="anju",
@@ -32,6 +34,9 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(device_app, name="device")
 app.add_typer(alerts_app, name="alerts")
+gateway_app.command("push")(push_command)
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(broker_app, name="broker")
 app.command("status")(status_command)
 
 err_console = Console(stderr=True)

@@ -1,5 +1,8 @@
-"""`anju device`: installer commands to watch one device live and to find devices on a bus.
+"""`anju device`: installer commands to provision devices, watch one live, find them on a bus.
 
+``anju device add ID --gateway GW --driver TYPE --kind KIND --building B ...`` registers a
+device's place in the site file and its driver settings in the gateway's config file, both
+checked before either is written; ``list``, ``move`` and ``remove`` go with it.
 ``anju device test ID --config gateway.yaml`` runs only the driver that holds device ``ID``
 (for a Modbus bus, only that device on it) and prints its decoded readings and events as they
 come.  ``anju device scan modbus --port URL`` probes every address of an RS-485 bus.
@@ -26,11 +29,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from cli.site import JsonOption, ReplaceOption, SiteOption, edit_errors, open_site, print_json
+from cli.site import print_saved as _print_saved
+
 if TYPE_CHECKING:
+    from cli.provision_devices import Outcome, Provisioner, Saved
     from device_drivers import DriverConfig, DriverOutput
+    from hub.site_edit import Place
 
 device_app = typer.Typer(
-    help="Install and check devices: watch one live, find the devices on a bus.",
+    help="Install and check devices: add, list, move and remove them; watch one live; "
+    "find the devices on a bus.",
     no_args_is_help=True,
 )
 scan_app = typer.Typer(help="Find the devices on a bus.", no_args_is_help=True)
@@ -388,3 +397,235 @@ def _plain(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# -- anju device add | list | move | remove ----------------------------------------------------
+
+BuildingOption = Annotated[str | None, typer.Option("--building", help="building id")]
+FloorOption = Annotated[
+    int | None, typer.Option("--floor", min=-10, max=200, help="floor (negative: basement)")
+]
+UnitOption = Annotated[str | None, typer.Option("--unit", help="unit number, e.g. 201")]
+AreaOption = Annotated[
+    str | None, typer.Option("--area", help="e.g. 'Pump room', or 'East gate' outside buildings")
+]
+GridOption = Annotated[str | None, typer.Option("--grid", help="grid of a place outside buildings")]
+GatewayConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--gateway-config",
+        help="the gateway's config file (default: gateways/GW.yaml beside the site file)",
+    ),
+]
+
+
+def _place(
+    building: str | None, floor: int | None, unit: str | None, area: str | None, grid: str | None
+) -> Place:
+    from hub.site_edit import Place  # noqa: PLC0415 - keep `anju --help` fast
+
+    return Place(building=building, floor=floor, unit=unit, area=area, grid=grid)
+
+
+def _show_outcome(
+    outcome: Outcome, saved: Saved, provisioner: Provisioner, *, json_out: bool
+) -> None:
+    unset = sorted(provisioner.unset_placeholders())
+    if json_out:
+        print_json({**outcome.as_dict(), "written": saved.as_dict(), "unset_placeholders": unset})
+        return
+    for change in outcome.changes:
+        colour = "dim" if change.status == "unchanged" else "green"
+        console.print(f"[{colour}]{escape(str(change))}[/{colour}]")
+    _print_saved(saved, site_file=provisioner.site.path)
+    if unset and saved.gateway_files:
+        console.print(
+            f"[dim]checked with stand-ins for {escape(', '.join(unset))}, not set here[/dim]"
+        )
+
+
+@device_app.command("add")
+def device_add(
+    device_id: Annotated[str, typer.Argument(metavar="ID", help="device id, e.g. b3-2-201-smoke")],
+    gateway: Annotated[str, typer.Option("--gateway", help="the gateway that reads it")],
+    driver: Annotated[
+        str, typer.Option("--driver", help="driver type: modbus_rtu, simulated, osdp, ...")
+    ],
+    kind: Annotated[
+        str, typer.Option("--kind", help="device class: smoke, temp_humidity, door_reader, ...")
+    ],
+    building: BuildingOption = None,
+    floor: FloorOption = None,
+    unit: UnitOption = None,
+    area: AreaOption = None,
+    grid: GridOption = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="driver setting KEY=VALUE, e.g. unit=3 profile=xy_md02 (repeatable); "
+            "driver.KEY=VALUE for the driver's own, e.g. driver.port=/dev/ttyUSB0",
+        ),
+    ] = None,
+    settings_file: Annotated[
+        Path | None,
+        typer.Option("--settings-file", help="YAML mapping of settings (--set wins)"),
+    ] = None,
+    driver_id: Annotated[
+        str | None,
+        typer.Option("--driver-id", help="which driver instance on the gateway (or a new one)"),
+    ] = None,
+    gateway_config: GatewayConfigOption = None,
+    site: SiteOption = None,
+    replace: ReplaceOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Add a device: its place to the site file, its driver settings to the gateway's config.
+
+    The settings are checked with the driver's own config model, and both files as the hub and
+    the edge agent load them, before anything is written.  Re-running with the same values
+    changes nothing.  A changed gateway config is to be pushed to its gateway.
+    """
+    from cli.provision_devices import DeviceRequest, Provisioner, parse_settings  # noqa: PLC0415
+
+    editor = open_site(site)
+    with edit_errors():
+        provisioner = Provisioner(
+            editor, gateway_configs={gateway: gateway_config} if gateway_config else None
+        )
+        request = DeviceRequest(
+            id=device_id,
+            gateway=gateway,
+            driver=driver,
+            kind=kind,
+            place=_place(building, floor, unit, area, grid),
+            settings=parse_settings(settings or [], settings_file),
+            driver_id=driver_id,
+        )
+        outcome = provisioner.add(request, replace=replace)
+        saved = provisioner.save()
+    _show_outcome(outcome, saved, provisioner, json_out=json_out)
+
+
+@device_app.command("list")
+def device_list(
+    gateway: Annotated[str | None, typer.Option("--gateway", help="only this gateway's")] = None,
+    site: SiteOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List the devices with their place, and the driver that reads each on its gateway.
+
+    A device only in the site file, or only in a gateway config, is flagged.
+    """
+    from cli.provision_devices import GatewayFile, Provisioner  # noqa: PLC0415
+    from hub.registry import Registry  # noqa: PLC0415
+    from hub.site_edit import SiteEditError, YamlFile  # noqa: PLC0415
+
+    editor = open_site(site)
+    with edit_errors():
+        registry = Registry(editor.site())
+    provisioner = Provisioner(editor)
+    inventory: dict[str, dict[str, tuple[str, str]]] = {}
+    for gw in registry.gateways:
+        path = provisioner.gateway_path(gw)
+        if path.is_file():
+            with contextlib.suppress(SiteEditError):  # listed as not in its gateway config
+                inventory[gw] = GatewayFile(YamlFile.load(path), gw).inventory()
+    rows: list[dict[str, Any]] = []
+    for info in registry.devices.values():
+        driver = inventory.get(info.gateway, {}).get(info.id)
+        rows.append(
+            {
+                "id": info.id,
+                "gateway": info.gateway,
+                "kind": info.kind,
+                "grid": info.grid,
+                "building": info.building,
+                "floor": info.floor,
+                "unit": info.unit,
+                "area": info.area,
+                "place": info.place,
+                "driver": driver[0] if driver else None,
+                "driver_type": driver[1] if driver else None,
+                "status": "ok" if driver else "not in gateway config",
+            }
+        )
+    for gw, devices in inventory.items():
+        for device, (driver_name, driver_type) in devices.items():
+            if device not in registry.devices:
+                rows.append(
+                    {
+                        "id": device,
+                        "gateway": gw,
+                        "driver": driver_name,
+                        "driver_type": driver_type,
+                        "status": "not in site file",
+                    }
+                )
+    rows = [r for r in rows if gateway is None or r["gateway"] == gateway]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table(title="devices", title_justify="left")
+    for column in ("id", "gateway", "kind", "grid", "place", "driver", "status"):
+        table.add_column(column)
+    for r in rows:
+        status = r["status"] if r["status"] == "ok" else f"[yellow]{r['status']}[/yellow]"
+        driver_text = f"{r['driver']} ({r['driver_type']})" if r.get("driver") else ""
+        table.add_row(
+            *(escape(str(r.get(key) or "")) for key in ("id", "gateway", "kind", "grid", "place")),
+            escape(driver_text),
+            status,
+        )
+    console.print(table)
+
+
+@device_app.command("move")
+def device_move(
+    device_id: Annotated[str, typer.Argument(metavar="ID", help="device id")],
+    building: BuildingOption = None,
+    floor: FloorOption = None,
+    unit: UnitOption = None,
+    area: AreaOption = None,
+    grid: GridOption = None,
+    site: SiteOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Give a device a new place (give the whole place).  Only the site file changes."""
+    from cli.provision_devices import Provisioner  # noqa: PLC0415
+
+    editor = open_site(site)
+    with edit_errors():
+        provisioner = Provisioner(editor)
+        outcome = provisioner.move(device_id, _place(building, floor, unit, area, grid))
+        saved = provisioner.save()
+    _show_outcome(outcome, saved, provisioner, json_out=json_out)
+
+
+@device_app.command("remove")
+def device_remove(
+    device_id: Annotated[str, typer.Argument(metavar="ID", help="device id")],
+    gateway: Annotated[
+        str | None,
+        typer.Option("--gateway", help="for a device in a gateway config but not in the site"),
+    ] = None,
+    gateway_config: GatewayConfigOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="remove it even though doors or access lists name it")
+    ] = False,
+    site: SiteOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove a device from the site file and from its gateway's config."""
+    from cli.provision_devices import Provisioner  # noqa: PLC0415
+
+    editor = open_site(site)
+    with edit_errors():
+        entry = editor.device(device_id)
+        gw = str(entry["gateway"]) if entry is not None else gateway
+        provisioner = Provisioner(
+            editor, gateway_configs={gw: gateway_config} if gateway_config and gw else None
+        )
+        outcome = provisioner.remove(device_id, gateway=gateway, force=force)
+        saved = provisioner.save()
+    _show_outcome(outcome, saved, provisioner, json_out=json_out)

@@ -20,6 +20,7 @@ from cli.dashboards import dashboards_app
 from cli.device import device_app
 from cli.gateway import broker_app, gateway_app
 from cli.push import push_command
+from cli.site import building_app, grid_app, import_command, person_app, site_app, unit_app
 
 app = typer.Typer(
     name="anju",
@@ -37,6 +38,12 @@ app.add_typer(alerts_app, name="alerts")
 gateway_app.command("push")(push_command)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(broker_app, name="broker")
+app.add_typer(site_app, name="site")
+app.add_typer(grid_app, name="grid")
+app.add_typer(building_app, name="building")
+app.add_typer(unit_app, name="unit")
+app.add_typer(person_app, name="person")
+app.command("import")(import_command)
 app.command("status")(status_command)
 
 err_console = Console(stderr=True)

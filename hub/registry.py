@@ -47,6 +47,16 @@ class Person(_Frozen):
     phone: str | None = Field(default=None, description="for SMS")
     email: str | None = Field(default=None, description="for e-mail")
     webhook: str | None = Field(default=None, description="a personal robot or webhook URL")
+    wecom: str | None = Field(default=None, max_length=128, description="WeCom (企业微信) user id")
+    dingtalk: str | None = Field(default=None, max_length=128, description="DingTalk user id")
+    feishu: str | None = Field(default=None, max_length=128, description="Feishu (Lark) user id")
+
+
+class Unit(_Frozen):
+    """A dwelling (户) in a building; devices name it by its number."""
+
+    number: str = Field(min_length=1, max_length=32, description="unit number, e.g. 201")
+    floor: int = Field(ge=-10, le=200)
 
 
 class Building(_Frozen):
@@ -55,6 +65,23 @@ class Building(_Frozen):
     id: Id
     name: str | None = Field(default=None, description="defaults to 'Building <id>'")
     floors: int | None = Field(default=None, ge=1, le=200)
+    units: tuple[Unit, ...] = Field(default=(), description="optional list of the dwellings")
+
+    @model_validator(mode="after")
+    def _check_units(self) -> Building:
+        numbers: set[str] = set()
+        for unit in self.units:
+            if unit.number in numbers:
+                msg = f"building {self.id!r}: unit {unit.number!r} is listed twice"
+                raise ValueError(msg)
+            numbers.add(unit.number)
+            if self.floors is not None and unit.floor > self.floors:
+                msg = (
+                    f"building {self.id!r}: unit {unit.number!r} is on floor {unit.floor}, "
+                    f"above the building's {self.floors} floors"
+                )
+                raise ValueError(msg)
+        return self
 
 
 class Grid(_Frozen):
@@ -299,6 +326,9 @@ CREATE TABLE IF NOT EXISTS grid (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, worker TEXT REFERENCES person(id));
 CREATE TABLE IF NOT EXISTS building (
     id TEXT PRIMARY KEY, grid TEXT NOT NULL REFERENCES grid(id), name TEXT, floors INTEGER);
+CREATE TABLE IF NOT EXISTS unit (
+    building TEXT NOT NULL REFERENCES building(id), number TEXT NOT NULL, floor INTEGER NOT NULL,
+    PRIMARY KEY (building, number));
 CREATE TABLE IF NOT EXISTS gateway (id TEXT PRIMARY KEY, name TEXT);
 CREATE TABLE IF NOT EXISTS device (
     id TEXT PRIMARY KEY, gateway TEXT NOT NULL REFERENCES gateway(id), kind TEXT NOT NULL,
@@ -312,7 +342,7 @@ def save_registry(conn: sqlite3.Connection, registry: Registry) -> None:
     site = registry.site
     with conn:
         conn.executescript(SCHEMA)
-        for table in ("device", "building", "grid", "gateway", "person", "site"):
+        for table in ("device", "unit", "building", "grid", "gateway", "person", "site"):
             conn.execute(f"DELETE FROM {table}")  # noqa: S608 - table names are constants
         conn.execute(
             "INSERT INTO site VALUES (?, ?, ?)", (site.site.id, site.site.name, site.site.timezone)
@@ -327,6 +357,10 @@ def save_registry(conn: sqlite3.Connection, registry: Registry) -> None:
         conn.executemany(
             "INSERT INTO building VALUES (?, ?, ?, ?)",
             [(b.id, g.id, b.name, b.floors) for g in site.grids for b in g.buildings],
+        )
+        conn.executemany(
+            "INSERT INTO unit VALUES (?, ?, ?)",
+            [(b.id, u.number, u.floor) for g in site.grids for b in g.buildings for u in b.units],
         )
         conn.executemany(
             "INSERT INTO gateway VALUES (?, ?)", [(g.id, g.name) for g in site.gateways]

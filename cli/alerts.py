@@ -52,12 +52,18 @@ def _fail(message: str, hint: str = "") -> NoReturn:
 def _base_url(hub: str | None, config: Path) -> str:
     if hub:
         return hub.rstrip("/")
-    from hub import ConfigError, load_hub_config  # noqa: PLC0415 - keep `anju --help` fast
+    from pydantic import ValidationError  # noqa: PLC0415
 
+    from hub.config import ApiSettings  # noqa: PLC0415
+    from wire.placeholders import ConfigFileError, expand_placeholders, read_yaml  # noqa: PLC0415
+
+    # Only the api section is read: the hub's other secrets need not be in this shell.
     try:
-        api = load_hub_config(config).api
-    except ConfigError as exc:
-        _fail(str(exc), "give the API with --hub URL or the hub config with --config FILE")
+        raw = read_yaml(config)
+        section = raw.get("api", {}) if isinstance(raw, dict) else {}
+        api = ApiSettings.model_validate(expand_placeholders(section, source=str(config)))
+    except (ConfigFileError, ValidationError, KeyError) as exc:
+        _fail(f"{config}: {exc}", "give the API with --hub URL or the hub config with --config")
     if not api.port:
         _fail(f"{config} turns the hub's API off", "set api.port (e.g. 8470) and restart the hub")
     host = "127.0.0.1" if api.host in {"0.0.0.0", "::"} else api.host  # noqa: S104
@@ -401,6 +407,11 @@ def status_command(
             ", ".join(f"{n} {state}" for state, n in sorted(alerts.items())) or "0",
         )
     console.print(table)
+    received = data["received"]
+    console.print(
+        f"received {received['readings']} readings and {received['events']} events"
+        f" ({received['quarantined']} quarantined)"
+    )
     failed = data["deliveries"].get("failed", 0)
     if failed:
         console.print(

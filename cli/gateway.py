@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -562,13 +563,30 @@ def gateway_add(
         )
     except BrokerError as exc:
         raise _fail(str(exc)) from None
-    if found is not None and found[0] == site and gateway not in found[1]:
-        _warn(
-            f"the site file does not list gateway {gateway}: add it under gateways: in "
-            f"{ctx.site_file}, or the hub will not know its devices"
-        )
+    if found is not None and found[0] == site and ctx.site_file and ctx.config_dir:
+        _register(ctx.site_file, ctx.config_dir / "gateways" / f"{gateway}.yaml", gateway, done)
     reloaded = _reload(ctx.paths, required=False) if reload else None
     _report(done, "added", reloaded, json_out=json_out)
+
+
+def _register(site_file: Path, hub_copy: Path, gateway: str, done: Provisioned) -> None:
+    """List the gateway in the site file and keep its config on the hub.
+
+    `anju device add` edits that copy and `anju gateway push` sends it.
+    """
+    from hub import HubError  # noqa: PLC0415
+    from hub.site_edit import SiteEditor  # noqa: PLC0415
+
+    try:
+        editor = SiteEditor.open(site_file)
+        if gateway not in editor.gateway_ids():
+            editor.add_gateway(gateway)
+            editor.save()
+    except HubError as exc:
+        _warn(f"could not list gateway {gateway} in {site_file}: {exc}; add it under gateways:")
+    if not hub_copy.exists():
+        hub_copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(done.bundle.directory / "gateway.yaml", hub_copy)
 
 
 @gateway_app.command("rotate")

@@ -45,6 +45,11 @@ _Item = tuple[Callable[[int], Outcome], "asyncio.Future[None] | None"]
 _Answer = tuple["asyncio.Future[None]", LifecycleError | None]
 
 
+def _directory(registry: Registry) -> RegistryDirectory:
+    site = registry.site
+    return RegistryDirectory({g.id: g.worker for g in site.grids}, site.escalation)
+
+
 def _note(transition: str) -> str:
     what, _, n = transition.partition(":")
     if what == "step":
@@ -76,8 +81,7 @@ class AlertManager:
         self.settings = settings or AlertingSettings()
         self.store = store
         self._registry = registry
-        site = registry.site
-        directory = RegistryDirectory({g.id: g.worker for g in site.grids}, site.escalation)
+        directory = _directory(registry)
         unknown = self.settings.unknown_tiers(directory.tier_names())
         known = ", ".join(sorted(directory.tier_names())) or "none"
         if unknown and "routes" in self.settings.model_fields_set:
@@ -113,6 +117,11 @@ class AlertManager:
         """Queue transitions from the rules engine (called on the ingest path; never blocks)."""
         for transition in transitions:
             self._inbox.put_nowait((self._transition_op(transition), None))
+
+    def use_registry(self, registry: Registry) -> None:
+        """Take a reloaded registry: grid workers and tiers as the site file now says."""
+        self._registry = registry
+        self.book.directory = _directory(registry)
 
     def _transition_op(self, transition: TransitionLike) -> Callable[[int], Outcome]:
         return lambda now: self.book.on_transition(transition, now)

@@ -16,6 +16,7 @@ from hub.alerts import AlertManager
 from hub.api import ApiServer, HubApi, api_server
 from hub.channels import build_channels
 from hub.config import HubConfig
+from hub.errors import HubError
 from hub.ingest import Ingestor, RuleSink, now_ms
 from hub.metrics import hub_registry
 from hub.mqtt import HubMqtt
@@ -81,6 +82,10 @@ class RulesBridge(RuleSink):
     def on_gateway(self, gateway: str, *, online: bool, ts_ms: int) -> None:
         """A gateway's presence changed."""
         self._alerts.gateway_presence(gateway, online=online, ts_ms=ts_ms)
+
+    def forget_subjects(self) -> None:
+        """Build subjects anew from the registry (after a reload: moved devices, new labels)."""
+        self._subjects.clear()
 
     def tick(self) -> None:
         """Let time-based transitions (auto-resolve) happen."""
@@ -148,6 +153,7 @@ class Hub:
         self.started = asyncio.Event()
         self.api = HubApi(self, config.api) if config.api.port else None
         self._engine_saved_ms = 0
+        self._site_mtime = 0
         self._api_server: ApiServer | None = None
         self._api_task: asyncio.Task[None] | None = None
 
@@ -216,6 +222,11 @@ class Hub:
             "devices_by_grid": devices,
             "open_alerts_by_grid": alerts,
             "deliveries": await self.alert_store.delivery_counts(),
+            "received": {
+                "readings": self.ingestor.counters["readings"],
+                "events": self.ingestor.counters["events"],
+                "quarantined": self.ingestor.counters["quarantined"],
+            },
         }
 
     async def _shutdown(self) -> None:
@@ -247,12 +258,58 @@ class Hub:
                     await asyncio.shield(self._api_task)
         raise _Stop
 
+    def reload_registry(self) -> bool:
+        """Read the site file again (after `anju device add` and friends); False if it is bad.
+
+        New gateways and devices are accepted at once and moved devices get their new place.
+        A site file that does not load, or names another site, is refused and the registry in
+        use stays.
+        """
+        try:
+            site = load_site(self.config.site_file)
+            registry = Registry(site)
+        except HubError as exc:
+            logger.error("site file not reloaded, the previous one stays in use: %s", exc)  # noqa: TRY400
+            return False
+        if registry.site_id != self.registry.site_id:
+            logger.error(
+                "site file not reloaded: it names site %s, the hub serves %s (restart the hub)",
+                registry.site_id,
+                self.registry.site_id,
+            )
+            return False
+        self.registry = registry
+        self.store.save_registry(registry)
+        self.ingestor.use_registry(registry)
+        self.alerts.use_registry(registry)
+        self.rules.forget_subjects()
+        for gateway in registry.gateways:
+            self._ack_topics.setdefault(gateway, GatewayTopics(registry.site_id, gateway).ack)
+        logger.info(
+            "site file reloaded: %d gateways, %d devices",
+            len(registry.gateways),
+            len(registry.devices),
+        )
+        return True
+
+    def _site_changed(self) -> bool:
+        try:
+            mtime = self.config.site_file.stat().st_mtime_ns
+        except OSError:
+            return False
+        changed = mtime != self._site_mtime
+        self._site_mtime = mtime
+        return changed
+
     async def _tick_loop(self) -> None:
         last_prune = 0.0
         loop = asyncio.get_running_loop()
+        self._site_changed()
         while True:
             await asyncio.sleep(_TICK_S)
             self.rules.tick()
+            if self._site_changed():
+                self.reload_registry()
             if loop.time() - last_prune > _PRUNE_EVERY_S:
                 last_prune = loop.time()
                 horizon_ms = int(self.config.ingest.dedup_horizon_s * 1000)

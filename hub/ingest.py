@@ -177,6 +177,18 @@ class Ingestor:
             for gw in registry.gateways
         }
 
+    def use_registry(self, registry: Registry) -> None:
+        """Take a reloaded registry: new gateways and devices, moved places."""
+        self.registry = registry
+        for gateway in registry.gateways:
+            self.gateways.setdefault(gateway, GatewayStatus())
+            self._gateway_tags.setdefault(
+                gateway,
+                line_protocol_tags(
+                    {"site": registry.site_id, "gateway": gateway}, ("site", "gateway")
+                ),
+            )
+
     # -- the hot path ------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes, received_ms: int | None = None) -> None:

@@ -303,7 +303,7 @@ class AlertBook:
         rule_kinds: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
-        self._directory = directory
+        self.directory = directory
         self._rule_kinds = dict(rule_kinds or {})
         self._routes = {route.name: route for route in settings.routes}
         self.active: dict[tuple[str, str], Alert] = {}
@@ -761,7 +761,7 @@ class AlertBook:
     def _members(self, route: Route, step: int, alert: Alert) -> tuple[str, ...]:
         people: list[str] = []
         for tier in route.steps[step].notify:
-            people.extend(self._directory.members(tier, alert.labels))
+            people.extend(self.directory.members(tier, alert.labels))
         return tuple(_unique(people))
 
     def _group(self, alert: Alert) -> tuple[str, str]:
@@ -783,7 +783,7 @@ class AlertBook:
 
     def _hold_reason(self, alert: Alert, now_ms: int) -> str | None:
         flap = self.flaps.get(alert.key)
-        if flap is not None and flap.flapping:
+        if flap is not None and flap.flapping and not alert.life_safety:
             return "flapping"
         for silence in self.silences.values():
             if silence.active(now_ms) and silence.covers(alert):
@@ -829,6 +829,8 @@ class AlertBook:
             alert.held = reason
 
     def _flap_change(self, alert: Alert, now_ms: int, out: Outcome) -> None:
+        if alert.life_safety:
+            return  # a smoke alarm that comes and goes may be a fire: every one goes out
         flapping = self.settings.flapping
         flap = self.flaps.setdefault(alert.key, Flap(rule_id=alert.rule_id, subject=alert.subject))
         flap.changes = [t for t in flap.changes if t > now_ms - flapping.window] + [now_ms]

@@ -371,3 +371,15 @@ def test_a_building_power_alarm_inhibits_that_buildings_deadman_alerts_only() ->
     assert (
         inhibited.held == f"inhibited:{clock.book.active[('building-power-lost', 'b3-power')].id}"
     )
+
+
+def test_a_life_safety_alert_is_never_held_as_flapping() -> None:
+    clock = Clock(book())
+    smoke = {"rule": "smoke", "device": "b3-smoke", "severity": "critical", "grid": "north"}
+    for _ in range(8):
+        clock.feed("firing", since=clock.now, **smoke)
+        clock.run_for(10_000)
+        clock.feed("resolved", **smoke)
+        clock.run_for(10_000)
+    transitions = [e[1] for e in clock.log()]
+    assert transitions == ["firing", "resolved"] * 8

@@ -1,7 +1,8 @@
 """Alarm latency under load: smoke event published → webhook received.
 
     python -m bench.alert_latency [--alerts N] [--rate R] [--store vm|sqlite] [--burst N]
-                                  [--broker-nagle] [--sender-acks] [--json]
+                                  [--broker-nagle] [--sender-acks] [--rules-load N]
+                                  [--devices N] [--json]
 
 Mosquitto, the hub as a subprocess (``anju hub run``) with the real rules of
 ``config/rules/safety.yaml``, a webhook notifier pointing at a local HTTP receiver, and the
@@ -19,7 +20,10 @@ with TCP_NODELAY, so that the figures are the hub's; ``--broker-nagle`` and ``--
 restore Mosquitto's default and the edge agent's connection to show what Nagle's algorithm adds.
 ``--burst N`` publishes N readings at once from two more gateways halfway through (a backlog a
 gateway replays after an outage) and reports the alarms sent until the hub acked all of it
-separately.
+separately.  ``--rules-load N`` loads N more rules of every kind (the mix of
+``bench.rules_eval``, scoped to the site's grid and buildings, none of which fires on the
+benchmark's values) beside the safety rules, e.g. ``--rules-load 500 --devices 10000``, so that
+the latency is measured with a community's full rule set evaluating every reading.
 """
 
 from __future__ import annotations
@@ -58,11 +62,13 @@ from bench.common import (
     ack_topic,
     machine,
     probe,
+    site_document,
     telemetry_devices,
     telemetry_stream,
     write_hub_config,
     write_stream,
 )
+from bench.rules_eval import rule_mix, rules_yaml
 from tests.servers import Mosquitto, RecordedRequest, VictoriaMetrics, WebhookReceiver
 from wire import Event, encode
 
@@ -189,6 +195,16 @@ def _match(
     return latencies, during_burst
 
 
+def _rules_load(base: Path, fleet: Sequence[DeviceSpec], count: int) -> Path:
+    """A file of ``count`` rules of every kind, scoped to the grids and buildings of the site."""
+    site = site_document(fleet)
+    grids = [grid["id"] for grid in site["grids"]]
+    buildings = [b["id"] for grid in site["grids"] for b in grid["buildings"]]
+    path = base / "rules-load.yaml"
+    path.write_text(rules_yaml(rule_mix(count, grids=grids, buildings=buildings)), encoding="utf-8")
+    return path
+
+
 def _last_seqs(messages: Sequence[Message], first_seq: int = 1) -> dict[str, int]:
     seqs: dict[str, int] = {}
     for message in messages:
@@ -210,6 +226,7 @@ def run(
     sender_acks: bool = False,
     broker_nagle: bool = False,
     burst: int = 0,
+    rules_load: int = 0,
     workdir: Path | None = None,
     keep: bool = False,
 ) -> dict[str, Any]:
@@ -235,6 +252,7 @@ def run(
                 sender_acks,
                 broker_nagle,
                 burst,
+                rules_load,
             )
         if keep:
             result["workdir"] = str(base)
@@ -258,6 +276,7 @@ def _run(
     sender_acks: bool,
     broker_nagle: bool,
     burst: int,
+    rules_load: int,
 ) -> dict[str, Any]:
     broker_config = BROKER_CONFIG if broker_nagle else (*BROKER_CONFIG, *BROKER_NODELAY)
     mosquitto = Mosquitto(base / "mosquitto", extra_config=broker_config).start()
@@ -278,11 +297,14 @@ def _run(
         for i in range(BURST_DEVICES if burst else 0)
     ]
     fleet = [*load_devices, *smoke, *burst_devices]
+    rules = [RULES_DIR / "safety.yaml"]
+    if rules_load:
+        rules.append(_rules_load(base, fleet, rules_load))
     config = write_hub_config(
         base,
         devices=fleet,
         mosquitto=mosquitto,
-        rules=[RULES_DIR / "safety.yaml"],
+        rules=rules,
         influx_url=victoria.url if victoria is not None else None,
         webhook_url=f"{receiver.url}/alerts",
     )
@@ -416,7 +438,8 @@ def _run(
             "gateways": gateways,
             "devices": devices,
             "store": "victoria-metrics" if store == "vm" else "sqlite (embedded)",
-            "rules": "config/rules/safety.yaml",
+            "rules": "config/rules/safety.yaml"
+            + (f" + {rules_load} generated (bench.rules_eval mix)" if rules_load else ""),
             "broker": "Mosquitto defaults (Nagle on)"
             if broker_nagle
             else "Mosquitto with set_tcp_nodelay true",
@@ -461,6 +484,7 @@ def render(result: dict[str, Any]) -> str:
             f"{p['interval_s']:g} s over {p['detectors']} detectors; store: {p['store']}"
         ),
         f"broker: {p['broker']}; alarm sender: {p['alarm_sender']}",
+        f"rules: {p['rules']}; {p['devices']:,} load devices",
         (
             f"background load: {load['readings_per_s']:,.0f} readings/s achieved "
             f"(target {p['load_rate_target']:,.0f}) in batches of {p['batch']} from "
@@ -533,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also publish this many readings at once mid-run (a replayed backlog) and report "
         "the alarms sent while the hub works through it",
     )
+    parser.add_argument(
+        "--rules-load",
+        type=int,
+        default=0,
+        help="also load this many generated rules of every kind (e.g. 500 with --devices 10000)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.add_argument("--json", action="store_true", help="print JSON, not a table")
     args = parser.parse_args(argv)
@@ -549,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             sender_acks=args.sender_acks,
             broker_nagle=args.broker_nagle,
             burst=args.burst,
+            rules_load=args.rules_load,
             keep=args.keep,
         )
     except BenchError as exc:

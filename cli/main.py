@@ -20,6 +20,7 @@ from cli.dashboards import dashboards_app
 from cli.device import device_app
 from cli.gateway import broker_app, gateway_app
 from cli.push import push_command
+from cli.rules import rules_app
 from cli.site import building_app, grid_app, import_command, person_app, site_app, unit_app
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(device_app, name="device")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(rules_app, name="rules")
 gateway_app.command("push")(push_command)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(broker_app, name="broker")

@@ -2,7 +2,8 @@
 
 Rules are YAML files (``config/rules/*.yaml``) loaded into a :class:`RuleSet` by
 :func:`load_rules`; an :class:`Engine` evaluates readings and events against it and returns
-:class:`Transition` objects for the hub's alert lifecycle.
+:class:`Transition` objects for the hub's alert lifecycle.  :meth:`Engine.snapshot` and
+:meth:`Engine.restore` keep its evaluation state across a restart (:mod:`rules._snapshot`).
 
 Rule kinds: ``threshold``, ``event``, ``rate_of_change``, ``absence`` (deadman per device),
 ``inactivity`` (welfare check per unit), ``flat_line`` (stuck sensor), ``count`` (N events in a
@@ -11,6 +12,13 @@ sliding window), ``correlation`` (several conditions at one place) and ``anomaly
 
 from __future__ import annotations
 
+from rules._snapshot import (
+    SNAPSHOT_FORMAT,
+    SNAPSHOT_VERSION,
+    RestoreReport,
+    SnapshotError,
+    rule_fingerprint,
+)
 from rules.durations import parse_duration_ms
 from rules.engine import (
     ActiveAlert,
@@ -45,6 +53,8 @@ from rules.schedule import Schedule
 from rules.template import STANDARD_LABELS
 
 __all__ = [
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_VERSION",
     "STANDARD_LABELS",
     "AbsenceRule",
     "ActiveAlert",
@@ -61,6 +71,7 @@ __all__ = [
     "InactivityRule",
     "IssueClass",
     "RateOfChangeRule",
+    "RestoreReport",
     "Rule",
     "RuleBase",
     "RuleError",
@@ -69,10 +80,12 @@ __all__ = [
     "Schedule",
     "Scope",
     "Severity",
+    "SnapshotError",
     "Subject",
     "ThresholdRule",
     "Transition",
     "load_rules",
     "parse_duration_ms",
     "parse_rules",
+    "rule_fingerprint",
 ]

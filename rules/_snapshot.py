@@ -1,0 +1,409 @@
+"""Snapshots of an engine's evaluation state, so that a restart of the hub does not reset it.
+
+:meth:`Engine.snapshot <rules.Engine.snapshot>` writes and :meth:`Engine.restore
+<rules.Engine.restore>` reads one JSON document (UTF-8 bytes)::
+
+    {"format": "anju.rules.engine-state", "version": 1,
+     "fields": {"thresholds": ["state", "since_ms", ...], ...},
+     "rules": {"<rule id>": "<sha256 of the rule's definition>", ...},
+     "subjects": [["<device>", {"<label>": "<value>", ...}], ...],
+     "states": {"thresholds": [["<rule id>", "<subject key>", <field values>...], ...], ...}}
+
+Each state is one row of its table, its fields in the order of ``fields`` (the engine's own
+dataclass fields), with a subject stored once in ``subjects`` and referred to by index.  A state
+is restored only if its rule still exists with the same fingerprint; a removed or changed rule
+starts fresh.  JSON rather than pickle: the document is read by checking every value, so a
+damaged or foreign file can at worst be refused, never run code.  A change of any state's fields
+must bump :data:`SNAPSHOT_VERSION`; ``fields`` catches a forgotten bump.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from rules.engine import (
+    AlertState,
+    EngineState,
+    Subject,
+    _AnomalyState,
+    _CorrelationState,
+    _CountState,
+    _EventState,
+    _FlatState,
+    _RateState,
+    _SilenceState,
+    _ThresholdState,
+)
+from rules.errors import RulesError
+from rules.models import (
+    AbsenceRule,
+    AnomalyRule,
+    AnyRule,
+    CorrelationRule,
+    CountRule,
+    EventRule,
+    FlatLineRule,
+    InactivityRule,
+    RateOfChangeRule,
+    RuleBase,
+    ThresholdRule,
+)
+from rules.ruleset import RuleSet
+
+SNAPSHOT_FORMAT = "anju.rules.engine-state"
+SNAPSHOT_VERSION = 1
+
+# Table name (an EngineState field) -> the state class of its rows and the rule kinds they fit.
+_TABLES: dict[str, tuple[type[Any], tuple[type[RuleBase], ...]]] = {
+    "thresholds": (_ThresholdState, (ThresholdRule,)),
+    "events": (_EventState, (EventRule,)),
+    "rates": (_RateState, (RateOfChangeRule,)),
+    "flats": (_FlatState, (FlatLineRule,)),
+    "anomalies": (_AnomalyState, (AnomalyRule,)),
+    "counts": (_CountState, (CountRule,)),
+    "silences": (_SilenceState, (AbsenceRule, InactivityRule)),
+    "correlations": (_CorrelationState, (CorrelationRule,)),
+}
+_NON_FINITE = frozenset({"inf", "-inf", "nan"})
+
+
+class SnapshotError(RulesError):
+    """A snapshot that cannot be restored: not a snapshot, damaged, or of another version."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """What :meth:`Engine.restore <rules.Engine.restore>` did.
+
+    Attributes:
+        states: states restored.
+        dropped: states dropped because their rule was removed or changed.
+        dropped_rules: the ids of those rules, sorted.
+    """
+
+    states: int
+    dropped: int
+    dropped_rules: tuple[str, ...]
+
+
+def rule_fingerprint(rule: RuleBase) -> str:
+    """The sha256 (hex) of a rule's definition: equal for equal rules, in any process."""
+    definition = orjson.dumps(
+        rule.model_dump(mode="json", by_alias=True), option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(definition).hexdigest()
+
+
+def _fields(cls: type[Any]) -> list[str]:
+    return [field.name for field in dataclasses.fields(cls)]
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+class _Subjects:
+    """Numbers each distinct subject once; many states share one (a device with several rules)."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[Any]] = []
+        self._by_identity: dict[tuple[str, int], int] = {}
+        self._by_content: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+
+    def index(self, subject: Subject) -> int:
+        # The hub builds one Subject per device, so the labels' identity usually finds it.
+        fast = (subject.device, id(subject.labels))
+        found = self._by_identity.get(fast)
+        if found is None:
+            content = (subject.device, tuple(subject.labels.items()))
+            found = self._by_content.get(content)
+            if found is None:
+                found = self._by_content[content] = len(self.rows)
+                self.rows.append([subject.device, dict(subject.labels)])
+            self._by_identity[fast] = found
+        return found
+
+
+def _number(value: float) -> float | str:
+    # JSON has no infinities or NaN; orjson would write null and lose them.
+    return value if math.isfinite(value) else repr(value)
+
+
+def _encode(name: str, value: Any, subjects: _Subjects) -> Any:
+    if name == "subject":
+        return subjects.index(value)
+    if isinstance(value, AlertState):
+        return value.value
+    if name == "samples":
+        return [[ts, _number(v)] for ts, v in value]
+    if isinstance(value, collections.deque | list):
+        return list(value)
+    if isinstance(value, float):
+        return _number(value)
+    return value
+
+
+def encode_state(rules: RuleSet, state: EngineState) -> bytes:
+    """Serialise ``state``, evaluated under ``rules``, as a snapshot document."""
+    subjects = _Subjects()
+    fingerprints: dict[str, str] = {}
+    tables: dict[str, list[list[Any]]] = {}
+    for table, (cls, _) in _TABLES.items():
+        names = _fields(cls)
+        rows: list[list[Any]] = []
+        for (rule_id, key), item in getattr(state, table).items():
+            if rule_id not in fingerprints:
+                rule = rules.get(rule_id)
+                fingerprints[rule_id] = "" if rule is None else rule_fingerprint(rule)
+            values = [_encode(name, getattr(item, name), subjects) for name in names]
+            rows.append([rule_id, key, *values])
+        tables[table] = rows
+    document = {
+        "format": SNAPSHOT_FORMAT,
+        "version": SNAPSHOT_VERSION,
+        "fields": {table: _fields(cls) for table, (cls, _) in _TABLES.items()},
+        "rules": fingerprints,
+        "subjects": subjects.rows,
+        "states": tables,
+    }
+    return orjson.dumps(document)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+class _BadValueError(Exception):
+    """A value of the wrong type or out of range; the caller adds where it was."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Row:
+    rule: AnyRule
+    subjects: list[Subject]
+
+
+def _int(raw: Any, _row: _Row) -> int:
+    if type(raw) is not int:
+        raise _BadValueError(f"expected an integer, got {raw!r}")
+    return raw
+
+
+def _optional_int(raw: Any, row: _Row) -> int | None:
+    return None if raw is None else _int(raw, row)
+
+
+def _float(raw: Any, _row: _Row) -> float:
+    if type(raw) is float or type(raw) is int:
+        return float(raw)
+    if isinstance(raw, str) and raw in _NON_FINITE:
+        return float(raw)
+    raise _BadValueError(f"expected a number, got {raw!r}")
+
+
+def _bool(raw: Any, _row: _Row) -> bool:
+    if type(raw) is not bool:
+        raise _BadValueError(f"expected true or false, got {raw!r}")
+    return raw
+
+
+def _str(raw: Any, _row: _Row) -> str:
+    if not isinstance(raw, str):
+        raise _BadValueError(f"expected a string, got {raw!r}")
+    return raw
+
+
+def _alert_state(raw: Any, _row: _Row) -> AlertState:
+    # Only pending and firing alerts are held; the other states are transitions.
+    if raw not in {AlertState.PENDING.value, AlertState.FIRING.value}:
+        raise _BadValueError(f"expected 'pending' or 'firing', got {raw!r}")
+    return AlertState(raw)
+
+
+def _subject(raw: Any, row: _Row) -> Subject:
+    if type(raw) is not int or not 0 <= raw < len(row.subjects):
+        raise _BadValueError(f"expected a subject's index, got {raw!r}")
+    return row.subjects[raw]
+
+
+def _list(raw: Any) -> list[Any]:
+    if not isinstance(raw, list):
+        raise _BadValueError(f"expected a list, got {raw!r}")
+    return raw
+
+
+def _samples(raw: Any, row: _Row) -> collections.deque[tuple[int, float]]:
+    samples: collections.deque[tuple[int, float]] = collections.deque()
+    for pair in _list(raw):
+        if not isinstance(pair, list) or len(pair) != 2:  # noqa: PLR2004 - [ts, value]
+            raise _BadValueError(f"expected [ts, value], got {pair!r}")
+        samples.append((_int(pair[0], row), _float(pair[1], row)))
+    if not samples:
+        raise _BadValueError("a rate keeps at least one sample")
+    return samples
+
+
+def _times(raw: Any, row: _Row) -> collections.deque[int]:
+    # The window keeps the last `count` events; the rule says how many.
+    limit = row.rule.count if isinstance(row.rule, CountRule) else 0
+    times = [_int(t, row) for t in _list(raw)]
+    if len(times) > limit:
+        raise _BadValueError(f"{len(times)} event times, more than the rule's count ({limit})")
+    return collections.deque(times, maxlen=limit)
+
+
+def _seen(raw: Any, row: _Row) -> list[int | None]:
+    wanted = len(row.rule.conditions) if isinstance(row.rule, CorrelationRule) else 0
+    seen = [_optional_int(t, row) for t in _list(raw)]
+    if len(seen) != wanted:
+        raise _BadValueError(f"{len(seen)} conditions seen; the rule has {wanted}")
+    return seen
+
+
+# How each state field is read back, by field name (equal names have equal meanings).
+_DECODERS: dict[str, Callable[[Any, _Row], Any]] = {
+    "state": _alert_state,
+    "subject": _subject,
+    "event_kind": _str,
+    "since_ms": _int,
+    "last_ts_ms": _int,
+    "fired_ms": _int,
+    "resolve_ms": _int,
+    "for_ms": _int,
+    "count": _int,
+    "total": _int,
+    "n": _int,
+    "deadline_ms": _optional_int,
+    "timer_ms": _optional_int,
+    "threshold": _float,
+    "reference": _float,
+    "mean": _float,
+    "var": _float,
+    "firing": _bool,
+    "samples": _samples,
+    "times": _times,
+    "seen": _seen,
+}
+
+
+def _check_header(document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"not a rules engine snapshot (no 'format: {SNAPSHOT_FORMAT}')")
+    version = document.get("version")
+    if version != SNAPSHOT_VERSION:
+        raise SnapshotError(
+            f"snapshot format version {version!r}; this engine reads version {SNAPSHOT_VERSION}"
+        )
+    fields = document.get("fields")
+    for table, (cls, _) in _TABLES.items():
+        stored = fields.get(table) if isinstance(fields, dict) else None
+        if stored != _fields(cls):
+            raise SnapshotError(
+                f"snapshot table {table!r} has fields {stored!r}, this engine {_fields(cls)!r}: "
+                "it was written by another version of the engine"
+            )
+    return document
+
+
+def _read_subjects(raw: Any) -> list[Subject]:
+    if not isinstance(raw, list):
+        raise SnapshotError("snapshot 'subjects' is not a list")
+    subjects: list[Subject] = []
+    for index, item in enumerate(raw):
+        ok = isinstance(item, list) and len(item) == 2  # noqa: PLR2004 - [device, labels]
+        device, labels = item if ok else (None, None)
+        if (
+            not isinstance(device, str)
+            or not isinstance(labels, dict)
+            or not all(isinstance(v, str) for v in labels.values())
+        ):
+            raise SnapshotError(f"snapshot subjects[{index}]: expected [device, {{label: text}}]")
+        subjects.append(Subject(device, labels))
+    return subjects
+
+
+def _kept_rules(rules: RuleSet, raw: Any) -> dict[str, AnyRule]:
+    """The rules whose states can be restored: present, with the fingerprint stored."""
+    if not isinstance(raw, dict):
+        raise SnapshotError("snapshot 'rules' is not a mapping of rule id to fingerprint")
+    kept: dict[str, AnyRule] = {}
+    for rule_id, fingerprint in raw.items():
+        rule = rules.get(rule_id)
+        if rule is not None and fingerprint == rule_fingerprint(rule):
+            kept[rule_id] = rule
+    return kept
+
+
+def decode_state(rules: RuleSet, blob: bytes) -> tuple[EngineState, RestoreReport]:
+    """Read a snapshot for an engine evaluating ``rules``.
+
+    Returns:
+        The states of the rules that are unchanged, and a report of what was kept and dropped.
+
+    Raises:
+        SnapshotError: ``blob`` is not a snapshot, is damaged, or has another format version.
+    """
+    try:
+        document = _check_header(orjson.loads(blob))
+    except orjson.JSONDecodeError as exc:
+        raise SnapshotError(f"not a rules engine snapshot: not JSON ({exc})") from None
+    subjects = _read_subjects(document.get("subjects"))
+    kept = _kept_rules(rules, document.get("rules"))
+    states = document.get("states")
+    if not isinstance(states, dict):
+        raise SnapshotError("snapshot 'states' is not a mapping of tables")
+    tables: dict[str, dict[tuple[str, str], Any]] = {}
+    dropped: list[str] = []
+    for table in _TABLES:
+        tables[table] = _read_table(table, states.get(table), kept, subjects, dropped)
+    report = RestoreReport(
+        states=sum(len(t) for t in tables.values()),
+        dropped=len(dropped),
+        dropped_rules=tuple(sorted(set(dropped))),
+    )
+    return EngineState(**tables), report
+
+
+def _read_table(
+    table: str,
+    rows: Any,
+    kept: Mapping[str, AnyRule],
+    subjects: list[Subject],
+    dropped: list[str],
+) -> dict[tuple[str, str], Any]:
+    """The states of one table whose rules are ``kept``; the ids of the others go to ``dropped``."""
+    if not isinstance(rows, list):
+        raise SnapshotError(f"snapshot states.{table} is not a list")
+    cls, kinds = _TABLES[table]
+    names = _fields(cls)
+    decoded: dict[tuple[str, str], Any] = {}
+    for index, row in enumerate(rows):
+        where = f"snapshot states.{table}[{index}]"
+        if (
+            not isinstance(row, list)
+            or len(row) != 2 + len(names)
+            or not isinstance(row[0], str)
+            or not isinstance(row[1], str)
+        ):
+            raise SnapshotError(f"{where}: expected [rule id, key, {', '.join(names)}]")
+        rule_id, key = row[0], row[1]
+        rule = kept.get(rule_id)
+        if rule is None:
+            dropped.append(rule_id)
+            continue
+        if not isinstance(rule, kinds):
+            raise SnapshotError(f"{where}: rule {rule_id!r} is a {rule.kind} rule")
+        context = _Row(rule, subjects)
+        values: dict[str, Any] = {}
+        for name, raw in zip(names, row[2:], strict=True):
+            try:
+                values[name] = _DECODERS[name](raw, context)
+            except _BadValueError as exc:
+                raise SnapshotError(f"{where}.{name}: {exc}") from None
+        decoded[rule_id, key] = cls(**values)
+    return decoded

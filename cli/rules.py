@@ -30,6 +30,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
+    from hub.lifecycle import AlertBook
     from hub.registry import Registry
     from rules import Engine, RuleError, RuleSet, Scope, Subject, Transition
     from rules.models import AnyRule
@@ -640,8 +641,19 @@ def replay_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object per transition, not a table")
     ] = False,
+    notifications: Annotated[
+        bool,
+        typer.Option(
+            "--notifications/--no-notifications",
+            help="also run the alert lifecycle: who would be told, escalations, resolves",
+        ),
+    ] = True,
 ) -> None:
     """Replay a recording through the rules on virtual time; print every transition.
+
+    With notifications (the default) the transitions also go through the hub's alert
+    lifecycle with the hub config's routes, on the same virtual clock, so the output says who
+    would be notified, when it would escalate, and who would hear of the resolve.
 
     Exits with 1 when the recording, the rules or the site do not load.
     """
@@ -657,7 +669,7 @@ def replay_command(
             until_ms = parse_time(until)
         except InvalidValueError as exc:
             raise _fail(f"--until: {exc}") from None
-    hub_config = _hub_config(config) if site is None or not rule_paths else None
+    hub_config = _hub_config(config)
     site_file = _site_file(site, hub_config)
     if site_file is None:
         raise _fail("no site file: the replay needs the devices' places", "pass --site FILE")
@@ -676,25 +688,89 @@ def replay_command(
 
     zone = ZoneInfo(registry.site.site.timezone)
     stats = ReplayStats()
-    rows = [
-        transition_row(transition, zone)
-        for _, transitions in replay_records(
-            records,
-            Engine(ruleset),
-            registry,
-            tick_ms=tick_ms,
-            tail_ms=tail_ms,
-            until_ms=until_ms,
-            stats=stats,
-        )
-        for transition in transitions
-    ]
-    if as_json:
-        for row in rows:
-            console.out(orjson.dumps(row).decode(), highlight=False)
-    else:
-        _print_transitions(rows, zone)
+    book = _alert_book(registry, ruleset, hub_config) if notifications else None
+    rows: list[dict[str, Any]] = []
+    notices: list[dict[str, Any]] = []
+    for now_ms, transitions in replay_records(
+        records,
+        Engine(ruleset),
+        registry,
+        tick_ms=tick_ms,
+        tail_ms=tail_ms,
+        until_ms=until_ms,
+        stats=stats,
+    ):
+        rows += [transition_row(transition, zone) for transition in transitions]
+        if book is not None:
+            notices += _lifecycle(book, transitions, now_ms, registry)
+    _print_replay(rows, notices, zone, as_json=as_json)
     _summary(stats, len(rows), zone, to_stderr=as_json)
+
+
+def _print_replay(
+    rows: list[dict[str, Any]], notices: list[dict[str, Any]], zone: dt.tzinfo, *, as_json: bool
+) -> None:
+    if as_json:
+        for row in sorted([*rows, *notices], key=lambda r: r["ts"]):
+            console.out(orjson.dumps(row).decode(), highlight=False)
+        return
+    _print_transitions(rows, zone)
+    if notices:
+        _print_notices(notices, zone)
+
+
+def _alert_book(registry: Registry, ruleset: RuleSet, hub_config: HubConfig | None) -> AlertBook:
+    from hub.alerts import directory_for  # noqa: PLC0415
+    from hub.lifecycle import AlertBook  # noqa: PLC0415
+    from hub.routing import AlertingSettings  # noqa: PLC0415
+
+    settings = hub_config.alerting if hub_config is not None else AlertingSettings()
+    return AlertBook(
+        settings, directory_for(registry), rule_kinds={rule.id: rule.kind for rule in ruleset}
+    )
+
+
+def _lifecycle(
+    book: AlertBook, transitions: Sequence[Transition], now_ms: int, registry: Registry
+) -> list[dict[str, Any]]:
+    """Feed one step of virtual time to the alert lifecycle; the notifications it sends."""
+    dispatches = []
+    for transition in transitions:
+        dispatches += book.on_transition(transition, now_ms).dispatches
+    dispatches += book.tick(now_ms).dispatches
+    rows: list[dict[str, Any]] = []
+    for dispatch in dispatches:
+        names = [
+            registry.people[p].name if p in registry.people else p for p in dispatch.recipients
+        ]
+        rows.extend(
+            {
+                "ts": now_ms,
+                "rule": alert.rule_id,
+                "subject": alert.device,
+                "place": alert.labels.get("place", ""),
+                "notification": dispatch.transition,
+                "recipients": names,
+                "held": list(dispatch.suppressed),
+            }
+            for alert in dispatch.alerts
+        )
+    return rows
+
+
+def _print_notices(rows: Sequence[Mapping[str, Any]], zone: dt.tzinfo) -> None:
+    table = Table(title="notifications")
+    for column in ("time", "rule", "place", "notification", "to"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            _stamp(row["ts"], zone),
+            escape(row["rule"]),
+            escape(row["place"] or row["subject"]),
+            row["notification"],
+            escape(", ".join(row["recipients"]) or "-"),
+        )
+    console.print(table)
 
 
 def _print_transitions(rows: Sequence[Mapping[str, Any]], zone: dt.tzinfo) -> None:

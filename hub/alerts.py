@@ -45,7 +45,8 @@ _Item = tuple[Callable[[int], Outcome], "asyncio.Future[None] | None"]
 _Answer = tuple["asyncio.Future[None]", LifecycleError | None]
 
 
-def _directory(registry: Registry) -> RegistryDirectory:
+def directory_for(registry: Registry) -> RegistryDirectory:
+    """Grid workers and escalation tiers as the site file names them."""
     site = registry.site
     return RegistryDirectory({g.id: g.worker for g in site.grids}, site.escalation)
 
@@ -81,7 +82,7 @@ class AlertManager:
         self.settings = settings or AlertingSettings()
         self.store = store
         self._registry = registry
-        directory = _directory(registry)
+        directory = directory_for(registry)
         unknown = self.settings.unknown_tiers(directory.tier_names())
         known = ", ".join(sorted(directory.tier_names())) or "none"
         if unknown and "routes" in self.settings.model_fields_set:
@@ -121,7 +122,7 @@ class AlertManager:
     def use_registry(self, registry: Registry) -> None:
         """Take a reloaded registry: grid workers and tiers as the site file now says."""
         self._registry = registry
-        self.book.directory = _directory(registry)
+        self.book.directory = directory_for(registry)
 
     def _transition_op(self, transition: TransitionLike) -> Callable[[int], Outcome]:
         return lambda now: self.book.on_transition(transition, now)

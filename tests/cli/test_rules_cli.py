@@ -329,8 +329,17 @@ def recording(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_replay_prints_each_transition_at_its_time(recording: tuple[Path, Path]) -> None:
     path, rules = recording
-    args = ("test", "--replay", str(path), "--site", str(SITE), "--rules", str(rules))
-    args += ("--no-notifications",)  # the lifecycle's own output is tested below
+    # The lifecycle's own output is tested below.
+    args = (
+        "test",
+        "--replay",
+        str(path),
+        "--site",
+        str(SITE),
+        "--rules",
+        str(rules),
+        "--no-notifications",
+    )
     result = invoke(*args, "--tail", "5m", "--json")
     assert result.exit_code == 0, result.output
     rows = [r for r in map(json.loads, result.stdout.splitlines()) if "state" in r]

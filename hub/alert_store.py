@@ -140,21 +140,16 @@ class AlertStore:
 
         await self._db.call(_mark)
 
-    def save_engine_sync(self, blob: bytes, now_ms: int) -> None:
-        """Keep the rules engine's state (threshold timers, windows) for a restart."""
-        self._db.call_sync(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?)", (now_ms, blob)
-            )
-        )
-
     async def save_engine(self, blob: bytes, now_ms: int) -> None:
-        """Async form of :meth:`save_engine_sync`."""
-        await self._db.call(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?)", (now_ms, blob)
-            )
-        )
+        """Keep the rules engine's state (threshold timers, windows) for a restart."""
+
+        def _save(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?)", (now_ms, blob))
+            except sqlite3.Error as exc:
+                raise StoreError(f"alert store {self.path}: {exc}") from exc
+
+        await self._db.call(_save)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from hub.registry import DeviceInfo, Registry, load_site
 from hub.sinks import InfluxSink, SqliteSink, TimeSeriesSink
 from hub.spool import Forwarder
 from hub.store import HubStore
-from rules import Engine, RuleSet, Subject, load_rules
+from rules import Engine, RulesError, RuleSet, Subject, load_rules
 from wire import Ack, GatewayTopics, encode
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class RulesBridge(RuleSink):
     def forget_subjects(self) -> None:
         """Build subjects anew from the registry (after a reload: moved devices, new labels)."""
         self._subjects.clear()
+        self.engine.forget_scopes()
 
     def tick(self) -> None:
         """Let time-based transitions (auto-resolve) happen."""
@@ -130,7 +131,7 @@ class Hub:
             settings=config.alerting,
             rule_kinds={rule.id: rule.kind for rule in ruleset},
         )
-        self.rules = RulesBridge(Engine(ruleset), self.alerts)
+        self.rules = RulesBridge(self._restored_engine(ruleset), self.alerts)
         self.forwarder = Forwarder(self.store, self.sink)
         ingest = config.ingest
         self.ingestor = Ingestor(
@@ -156,6 +157,33 @@ class Hub:
         self._site_mtime = 0
         self._api_server: ApiServer | None = None
         self._api_task: asyncio.Task[None] | None = None
+
+    def _restored_engine(self, ruleset: RuleSet) -> Engine:
+        # `for` timers, windows and deadlines as they were at the last snapshot.
+        engine = Engine(ruleset)
+        blob = self.alert_store.load_engine_sync()
+        if blob is None:
+            return engine
+        try:
+            report = engine.restore(blob)
+        except RulesError as exc:
+            logger.warning("rule state not restored, starting fresh: %s", exc)
+            return engine
+        logger.info(
+            "rule state restored: %d states%s",
+            report.states,
+            f", {report.dropped} dropped (rules changed: {', '.join(report.dropped_rules)})"
+            if report.dropped
+            else "",
+        )
+        return engine
+
+    async def save_rule_state(self) -> None:
+        """Snapshot the rules engine's state into the alert store."""
+        try:
+            await self.alert_store.save_engine(self.rules.engine.snapshot(), self._clock_ms())
+        except HubError as exc:
+            logger.warning("rule state not saved: %s", exc)
 
     def _publish_ack(self, gateway: str, ack: Ack) -> None:
         self.mqtt.publish(self._ack_topics[gateway], encode(ack), qos=1)
@@ -232,6 +260,7 @@ class Hub:
     async def _shutdown(self) -> None:
         # What the store did not take yet stays in the spool and is forwarded after a restart.
         self.mqtt.stop()
+        await self.save_rule_state()
         await self.alerts.aclose()
         await self.sink.aclose()
         self.store.close()
@@ -304,12 +333,17 @@ class Hub:
     async def _tick_loop(self) -> None:
         last_prune = 0.0
         loop = asyncio.get_running_loop()
+        last_snapshot = loop.time()
         self._site_changed()
         while True:
             await asyncio.sleep(_TICK_S)
             self.rules.tick()
             if self._site_changed():
                 self.reload_registry()
+            interval = self.config.ingest.rule_state_interval_s
+            if loop.time() - last_snapshot > interval:
+                last_snapshot = loop.time()
+                await self.save_rule_state()
             if loop.time() - last_prune > _PRUNE_EVERY_S:
                 last_prune = loop.time()
                 horizon_ms = int(self.config.ingest.dedup_horizon_s * 1000)

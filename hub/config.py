@@ -58,6 +58,10 @@ class IngestSettings(_Frozen):
         default=8 * 86_400,
         description="how long accepted seqs are remembered; longer than gateways keep data",
     )
+    rule_state_interval_s: Seconds = Field(
+        default=60.0,
+        description="how often the rules' timers and windows are saved for a restart",
+    )
     shutdown_grace_s: Seconds = Field(
         default=10.0, description="on stop, how long to wait for the spool to drain"
     )

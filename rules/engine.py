@@ -302,6 +302,10 @@ class Engine:
         self._evaluations = 0
         self._late = 0
 
+    def forget_scopes(self) -> None:
+        """Match scopes anew: subjects' labels changed (a device moved to another place)."""
+        self._scoped.clear()
+
     @property
     def rules(self) -> RuleSet:
         """The rules being evaluated."""

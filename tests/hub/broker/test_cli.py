@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from cli.gateway import broker_app, gateway_app
+from hub import load_site
 from hub.broker import BrokerPaths, load_inventory, verify_password
 from hub.broker.passwords import read_password_file
 from tests.hub.broker.brokers import read_env
@@ -92,7 +93,9 @@ def test_init_add_rotate_revoke_list(hub_config: Path, tmp_path: Path) -> None:
 
     result = run(gateway_app, "add", "gw-2", "--cert", "--config", str(hub_config), "-o", str(out))
     assert result.exit_code == 0, result.output
-    assert "does not list gateway gw-2" in result.stderr
+    # The gateway is listed in the site file, and its config kept on the hub for pushes.
+    assert "gw-2" in {g.id for g in load_site(hub_config.parent / "site.yaml").gateways}
+    assert (hub_config.parent / "gateways" / "gw-2.yaml").is_file()
     assert "ANJU_SITE_SECRET is not set" in result.stderr
     assert "tar -xzf gw-2.tar.gz" in result.stdout
 

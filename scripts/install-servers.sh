@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the servers that the integration tests, the benchmarks and the demo run on this machine:
 # Mosquitto (broker and command-line clients) and VictoriaMetrics, from the distribution's packages;
-# and libfaketime (package faketime), with which the fault tests move an edge agent's wall clock.
+# libfaketime (package faketime), with which the fault tests move an edge agent's wall clock; and
+# openssl, which the installer walk-through uses.
 #
 # Idempotent: does nothing when all are installed. The tests never use the system services these
 # packages bring; they start their own instances on free loopback ports.
 set -euo pipefail
 
-packages=(mosquitto mosquitto-clients victoria-metrics faketime)
+packages=(mosquitto mosquitto-clients victoria-metrics faketime openssl)
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -18,6 +19,8 @@ have mosquitto_sub || missing+=(mosquitto_sub)
 have victoria-metrics || missing+=(victoria-metrics)
 have_libfaketime() { compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null; }
 have_libfaketime || missing+=(libfaketime)
+# The installer walk-through in README.md makes the site secret with openssl.
+have openssl || missing+=(openssl)
 
 if ((${#missing[@]} == 0)); then
     echo "install-servers: mosquitto, mosquitto_sub, victoria-metrics and libfaketime are installed"

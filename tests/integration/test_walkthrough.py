@@ -167,6 +167,7 @@ def test_the_readme_walkthrough_brings_a_reading_to_the_hub(site_dir: Path, tmp_
         )
         try:
             status = _until_reading(site_dir, env, ports)
+            second = _second_driver(site_dir, env, ports)
         finally:
             agent.send_signal(signal.SIGTERM)
             agent.wait(30)
@@ -177,15 +178,16 @@ def test_the_readme_walkthrough_brings_a_reading_to_the_hub(site_dir: Path, tmp_
     assert status["devices_by_grid"] == {"north": {"online": 1}}
     assert status["received"]["readings"] > 0
     assert status["received"]["quarantined"] == 0
+    # A device on a driver of its own starts without restarting the running one.
+    assert second["ok"] is True, second
+    assert second["result"]["started"] == ["simulated-2"]
+    assert second["result"]["unchanged"] == ["simulated-1"]
+    assert second["result"]["restarted"] == []
 
 
 def _until_reading(site_dir: Path, env: dict[str, str], ports: dict[str, int]) -> dict[str, Any]:
     """Run the README's device block once the gateway is online; wait for a reading."""
-    hub_env = dict(env)
-    for line in (site_dir / "var/hub/broker/hub.env").read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            hub_env[name] = value
+    hub_env = {**env, **_env_file(site_dir / "var/hub/broker/hub.env")}
     deadline = time.monotonic() + 60
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -202,6 +204,33 @@ def _until_reading(site_dir: Path, env: dict[str, str], ports: dict[str, int]) -
             return status
         time.sleep(0.5)
     raise AssertionError(f"no reading reached the hub: {status}\n{_logs(site_dir)}")
+
+
+def _second_driver(site_dir: Path, env: dict[str, str], ports: dict[str, int]) -> dict[str, Any]:
+    hub_env = {**env, **_env_file(site_dir / "var/hub/broker/hub.env")}
+    _shell(
+        "anju device add b3-2-202-th --gateway gw-north --driver simulated --driver-id "
+        "simulated-2 --kind temp_humidity --building 3 --floor 2 --unit 202",
+        site_dir,
+        hub_env,
+    )
+    out = _shell(
+        f"anju gateway push gw-north --broker 127.0.0.1:{ports['local']} -u anju-hub "
+        '--password "$ANJU_HUB_MQTT_PASSWORD" --json',
+        site_dir,
+        hub_env,
+    )
+    reply: dict[str, Any] = orjson.loads(out)
+    return reply
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
 
 
 def _status(site_dir: Path, env: dict[str, str]) -> dict[str, Any]:

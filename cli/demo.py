@@ -173,6 +173,7 @@ class Demo:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(3):
                     await hub.ingestor.wait_idle()
+                    hub.rules.evaluate()
                     await hub.alerts.wait_idle()
             self.summary = await self._summarise(hub, epoch)
             if on_tick is not None:

@@ -34,6 +34,8 @@ async def test_a_pending_threshold_survives_a_restart_and_fires_at_its_deadline(
     device = hub.registry.devices["b3-2-201-th"]
     hub.rules.on_reading(device, T0, {"temperature": 60.0})
     hub.rules.on_reading(device, T0 + 4000, {"temperature": 61.0})
+    assert hub.rules.backlog == 2  # evaluated off the ingest path
+    assert hub.rules.evaluate() == 2
     [pending] = [a for a in hub.rules.engine.active() if a.rule_id == "high-temperature"]
     assert pending.state == "pending"
     await hub.save_rule_state()

@@ -54,6 +54,8 @@ bench: venv servers
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.alert_latency
 	$(BIN)/python -m bench.replay
+	$(BIN)/python -m bench.rules_eval
+	$(BIN)/python -m bench.alert_latency --rules-load 500 --devices 10000
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache ./*.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import os
@@ -38,6 +39,7 @@ By = Annotated[
     typer.Option("--by", envvar="ANJU_OPERATOR", help="who you are (default: your login name)"),
 ]
 Json = Annotated[bool, typer.Option("--json", help="print JSON")]
+AlertId = Annotated[str, typer.Argument(help="alert id (a unique prefix is enough)")]
 
 _SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "warning": "cyan"}
 
@@ -150,7 +152,7 @@ def list_alerts(
 
 @alerts_app.command("show")
 def show_alert(
-    alert: Annotated[str, typer.Argument(help="alert id (a unique prefix is enough)")],
+    alert: AlertId,
     as_json: Json = False,
     hub: HubUrl = None,
     token: Token = None,
@@ -203,14 +205,29 @@ def show_alert(
         console.print(f"  {_when(ts)}  {what} {detail}")
 
 
-def _act(action: str, alert: str, body: dict[str, Any], client: HubClient) -> dict[str, Any]:
-    result: dict[str, Any] = client.call("POST", f"/api/alerts/{alert}/{action}", body)
-    return result
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Api:
+    """Where and how to reach the hub, as every command's options give it."""
+
+    hub: str | None
+    token: str | None
+    config: Path
+
+
+def _act(api: _Api, action: str, alert: str, body: dict[str, Any], *, as_json: bool) -> Any:
+    """POST an operator action; print the answer as JSON or return it for a one-line report."""
+    data = HubClient(api.hub, api.token, api.config).call(
+        "POST", f"/api/alerts/{alert}/{action}", body
+    )
+    if as_json:
+        _print_json(data)
+        return None
+    return data
 
 
 @alerts_app.command("ack")
 def ack_alert(
-    alert: Annotated[str, typer.Argument(help="alert id (a unique prefix is enough)")],
+    alert: AlertId,
     comment: Annotated[str, typer.Option("--comment", "-m", help="a note for the others")] = "",
     by: By = None,
     as_json: Json = False,
@@ -219,16 +236,14 @@ def ack_alert(
     config: Config = DEFAULT_CONFIG,
 ) -> None:
     """Acknowledge: escalation stops (it fires again if not resolved within the timeout)."""
-    data = _act("ack", alert, {"by": _who(by), "comment": comment}, HubClient(hub, token, config))
-    if as_json:
-        _print_json(data)
-    else:
+    body = {"by": _who(by), "comment": comment}
+    if data := _act(_Api(hub, token, config), "ack", alert, body, as_json=as_json):
         console.print(f"acknowledged {data['id']} ({data['summary']}, {data['place']})")
 
 
 @alerts_app.command("resolve")
 def resolve_alert(
-    alert: Annotated[str, typer.Argument(help="alert id (a unique prefix is enough)")],
+    alert: AlertId,
     comment: Annotated[str, typer.Option("--comment", "-m", help="what was done")] = "",
     by: By = None,
     as_json: Json = False,
@@ -237,18 +252,14 @@ def resolve_alert(
     config: Config = DEFAULT_CONFIG,
 ) -> None:
     """Resolve by hand; everyone who was told of it hears that it is resolved."""
-    data = _act(
-        "resolve", alert, {"by": _who(by), "comment": comment}, HubClient(hub, token, config)
-    )
-    if as_json:
-        _print_json(data)
-    else:
+    body = {"by": _who(by), "comment": comment}
+    if data := _act(_Api(hub, token, config), "resolve", alert, body, as_json=as_json):
         console.print(f"resolved {data['id']} ({data['summary']}, {data['place']})")
 
 
 @alerts_app.command("assign")
 def assign_alert(
-    alert: Annotated[str, typer.Argument(help="alert id (a unique prefix is enough)")],
+    alert: AlertId,
     person: Annotated[str, typer.Argument(help="who deals with it (a person id)")],
     by: By = None,
     as_json: Json = False,
@@ -257,16 +268,14 @@ def assign_alert(
     config: Config = DEFAULT_CONFIG,
 ) -> None:
     """Name who deals with an alert."""
-    data = _act("assign", alert, {"by": _who(by), "person": person}, HubClient(hub, token, config))
-    if as_json:
-        _print_json(data)
-    else:
+    body = {"by": _who(by), "person": person}
+    if data := _act(_Api(hub, token, config), "assign", alert, body, as_json=as_json):
         console.print(f"{data['id']} assigned to {data['assignee']}")
 
 
 @alerts_app.command("comment")
 def comment_alert(
-    alert: Annotated[str, typer.Argument(help="alert id (a unique prefix is enough)")],
+    alert: AlertId,
     text: Annotated[str, typer.Argument(help="the comment")],
     by: By = None,
     as_json: Json = False,
@@ -275,10 +284,8 @@ def comment_alert(
     config: Config = DEFAULT_CONFIG,
 ) -> None:
     """Add a comment to an alert."""
-    data = _act("comment", alert, {"by": _who(by), "comment": text}, HubClient(hub, token, config))
-    if as_json:
-        _print_json(data)
-    else:
+    body = {"by": _who(by), "comment": text}
+    if data := _act(_Api(hub, token, config), "comment", alert, body, as_json=as_json):
         console.print(f"comment added to {data['id']}")
 
 

@@ -54,26 +54,14 @@ def _rfc3339(ts_ms: int | None) -> str:
 
 
 def alertmanager_payload(notification: Notification, receiver: str) -> dict[str, Any]:
-    """The payload Alertmanager's webhook receiver sends (version 4), for one alert."""
+    """The payload Alertmanager's webhook receiver sends (version 4); a group is one payload."""
     alert = notification.alert
     status = "resolved" if notification.transition == "resolved" else "firing"
-    labels = {
-        "alertname": alert.rule_id,
-        "severity": alert.severity,
-        "issue_class": alert.issue_class,
-        **{k: v for k, v in alert.labels.items() if v},
-    }
-    annotations = {
-        "summary": alert.summary,
-        "description": alert.message,
-        "place": alert.labels.get("place", ""),
-        "recipients": ", ".join(notification.recipients),
-    }
+    shared = {"recipients": ", ".join(notification.recipients)}
     if notification.note:
-        annotations["note"] = notification.note
-    if alert.value is not None:
-        annotations["value"] = f"{alert.value:g}"
-    alerts = [_am_alert(a, status, annotations) for a in (alert, *notification.others)]
+        shared["note"] = notification.note
+    first = _am_alert(alert, status, shared)
+    alerts = [first, *(_am_alert(a, status, shared) for a in notification.others)]
     return {
         "version": "4",
         "groupKey": f"{{}}:{{alertname={alert.rule_id!r}, grid={alert.labels.get('grid', '')!r}}}",
@@ -81,14 +69,17 @@ def alertmanager_payload(notification: Notification, receiver: str) -> dict[str,
         "status": status,
         "receiver": receiver,
         "groupLabels": {"alertname": alert.rule_id},
-        "commonLabels": labels if not notification.others else {"alertname": alert.rule_id},
-        "commonAnnotations": annotations,
+        # With one alert everything is common; a group shares its rule name.
+        "commonLabels": first["labels"]
+        if not notification.others
+        else {"alertname": alert.rule_id},
+        "commonAnnotations": first["annotations"],
         "externalURL": "",
         "alerts": alerts,
     }
 
 
-def _am_alert(alert: AlertRecord, status: str, common: dict[str, str]) -> dict[str, Any]:
+def _am_alert(alert: AlertRecord, status: str, shared: dict[str, str]) -> dict[str, Any]:
     labels = {
         "alertname": alert.rule_id,
         "severity": alert.severity,
@@ -96,10 +87,10 @@ def _am_alert(alert: AlertRecord, status: str, common: dict[str, str]) -> dict[s
         **{k: v for k, v in alert.labels.items() if v},
     }
     annotations = {
-        **common,
         "summary": alert.summary,
         "description": alert.message,
         "place": alert.labels.get("place", ""),
+        **shared,
     }
     if alert.value is not None:
         annotations["value"] = f"{alert.value:g}"

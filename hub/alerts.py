@@ -29,7 +29,7 @@ from hub.lifecycle import (
     TransitionLike,
     alert_id,
 )
-from hub.notifiers import Notification, Notifier, NotifyError
+from hub.notifiers import Contact, Notification, Notifier, NotifyError
 from hub.registry import Registry
 from hub.routing import AlertingSettings
 from hub.store import AlertRecord
@@ -312,6 +312,14 @@ class AlertManager:
                 out.append(person_id)
         return tuple(out)
 
+    def _contacts(self, people: Iterable[str]) -> tuple[Contact, ...]:
+        found = []
+        for person_id in people:
+            person = self._registry.people.get(person_id)
+            if person is not None:
+                found.append(Contact(person.name, phone=person.phone, email=person.email))
+        return tuple(found)
+
     async def _deliver(self, job: Job) -> None:
         notifier = self._notifiers.get(job.channel)
         if notifier is None:
@@ -330,6 +338,7 @@ class AlertManager:
             note=_note(job.transition),
             others=job.alerts[1:],
             key=f"{job.alerts[0].id}:{job.transition}:{job.channel}",
+            contacts=self._contacts(job.recipients),
         )
         delays = self.settings.retry_delays
         attempts = job.attempts

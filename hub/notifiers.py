@@ -22,6 +22,15 @@ class NotifyError(HubError):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Contact:
+    """How to reach a routed person, as the site file gives it."""
+
+    name: str
+    phone: str | None = None
+    email: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Notification:
     """One transition of one alert, for a set of recipients."""
 
@@ -31,6 +40,7 @@ class Notification:
     note: str = ""  # why it is sent again: an escalation step, a repeat, a re-trigger
     others: tuple[AlertRecord, ...] = ()  # the rest of a group notified together
     key: str = ""  # idempotency key of this delivery, for receivers that deduplicate
+    contacts: tuple[Contact, ...] = ()  # the recipients' phones and addresses from the site file
 
 
 class Notifier(Protocol):

@@ -30,10 +30,18 @@ class EmailNotifier:
         self._domain = settings.sender.rpartition("@")[2] or "anju.local"
 
     def addresses(self, notification: Notification) -> list[str]:
-        """``to`` plus the addresses of routed recipients, without duplicates."""
+        """``to`` plus the addresses of routed recipients, without duplicates.
+
+        A routed person's address is the channel's ``directory`` entry, else (with
+        ``site_contacts``) the e-mail the site file gives them.
+        """
         found = list(self._settings.to)
+        own = (
+            {c.name: c.email for c in notification.contacts} if self._settings.site_contacts else {}
+        )
         for person in person_names(notification):
-            address = self._settings.directory.get(person)
+            # The channel's directory wins over the site file: it may hold a work address.
+            address = self._settings.directory.get(person) or own.get(person)
             if address is not None and address not in found:
                 found.append(address)
         return found

@@ -104,13 +104,16 @@ class EmailSettings(ChannelBase):
         default_factory=dict,
         description="person name (as in the site file) → address, for routed recipients",
     )
+    site_contacts: bool = Field(
+        default=True, description="also mail routed people at the address the site file gives"
+    )
     subject_prefix: str = Field(default="[安居]", description="put before every subject")
     timeout_s: Seconds = Field(default=10.0, description="per connection")
 
     @model_validator(mode="after")
     def _has_addresses(self) -> Self:
-        if not self.to and not self.directory:
-            msg = "give `to` or `directory` (or both)"
+        if not self.to and not self.directory and not self.site_contacts:
+            msg = "give `to` or `directory` (or both), or keep `site_contacts`"
             raise ValueError(msg)
         if self.password is not None and self.username is None:
             msg = "`password` needs `username`"
@@ -141,6 +144,9 @@ class SmsGatewaySettings(HttpChannelBase):
     directory: dict[str, str] = Field(
         default_factory=dict, description="person name (as in the site file) → mobile number"
     )
+    site_contacts: bool = Field(
+        default=True, description="also text routed people at the phone the site file gives"
+    )
     prefix: str = Field(
         default="", description="e.g. a signature 【安居】 if the gateway wants one"
     )
@@ -153,8 +159,8 @@ class SmsGatewaySettings(HttpChannelBase):
 
     @model_validator(mode="after")
     def _has_numbers(self) -> Self:
-        if not self.phones and not self.directory:
-            msg = "give `phones` or `directory` (or both)"
+        if not self.phones and not self.directory and not self.site_contacts:
+            msg = "give `phones` or `directory` (or both), or keep `site_contacts`"
             raise ValueError(msg)
         return self
 

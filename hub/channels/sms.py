@@ -62,10 +62,17 @@ class SmsGatewayNotifier:
         self._sent: dict[tuple[str, str, str], None] = {}
 
     def phones(self, notification: Notification) -> list[str]:
-        """``phones`` plus the numbers of routed recipients, without duplicates."""
+        """``phones`` plus the numbers of routed recipients, without duplicates.
+
+        A routed person's number is the channel's ``directory`` entry, else (with
+        ``site_contacts``) the phone the site file gives them.
+        """
         found = list(self._settings.phones)
+        own = (
+            {c.name: c.phone for c in notification.contacts} if self._settings.site_contacts else {}
+        )
         for person in person_names(notification):
-            number = self._settings.directory.get(person)
+            number = self._settings.directory.get(person) or own.get(person)
             if number is not None and number not in found:
                 found.append(number)
         return found

@@ -142,7 +142,7 @@ async def test_unreachable_server_is_a_notify_error():
 
 def test_settings_need_addresses_and_hide_the_password():
     with pytest.raises(ValidationError, match="give `to` or `directory`"):
-        EmailSettings(name="x", host="h", sender="a@b.example")
+        EmailSettings(name="x", host="h", sender="a@b.example", site_contacts=False)
     s = EmailSettings(
         name="x",
         host="h",

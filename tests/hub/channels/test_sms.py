@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 
 import pytest
@@ -10,7 +11,7 @@ from pydantic import SecretStr
 from hub.channels import SmsGatewayNotifier, SmsGatewaySettings
 from hub.channels.sms import fill
 from hub.channels.text import fit_sms, render
-from hub.notifiers import NotifyError
+from hub.notifiers import Contact, NotifyError
 from tests.hub.channels.conftest import firing, resolved
 
 
@@ -120,3 +121,28 @@ def test_gsm_text_gets_160_septets_and_cjk_70_chars():
     assert fit_sms("烟" * 71) == "烟" * 69 + "…"
     text = render(firing(summary="Smoke", message="Check unit 201 now", labels={"place": "B3"}))
     assert text.short() == "【紧急】B3 Smoke。Check unit 201 now"
+
+
+async def test_routed_people_are_texted_at_the_phone_the_site_file_gives(webhook_receiver):
+    with_contacts = dataclasses.replace(
+        firing(),
+        contacts=(
+            Contact("Wang Fang", phone="+86-138-0000-0001"),
+            Contact("Chen Min", email="office@sunrise.example"),
+        ),
+    )
+    notifier = gateway(webhook_receiver, phones=(), directory={"Chen Min": "+8613700000003"})
+    quiet = gateway(webhook_receiver, phones=("1",), directory={}, site_contacts=False)
+    try:
+        await notifier.send(with_contacts)
+        await quiet.send(with_contacts)
+    finally:
+        await notifier.aclose()
+        await quiet.aclose()
+    # The site file's phone for Wang Fang; the channel's directory for Chen Min; and a
+    # channel that does not use the site's contacts only texts its own numbers.
+    assert [r.json["to"] for r in webhook_receiver.requests] == [
+        "+86-138-0000-0001",
+        "+8613700000003",
+        "1",
+    ]

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -38,6 +38,9 @@ from wire import (
     decode_as,
     encode,
 )
+
+if TYPE_CHECKING:
+    from hub.config import HubMqttSettings
 from wire.placeholders import ConfigFileError, read_yaml
 
 console = Console(highlight=False)
@@ -199,11 +202,14 @@ def push_command(
         typer.Option("--config", "-c", help="config file (default: config/gateways/GATEWAY.yaml)"),
     ] = None,
     broker: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--broker", "-b", envvar="ANJU_BROKER", help="host[:port], mqtt://... or mqtts://..."
+            "--broker",
+            "-b",
+            envvar="ANJU_BROKER",
+            help="host[:port], mqtt://... or mqtts://... (default: the hub config's broker)",
         ),
-    ] = "127.0.0.1:1883",
+    ] = None,
     site: Annotated[
         str | None, typer.Option("--site", help="site id (default: the config's)")
     ] = None,
@@ -221,14 +227,31 @@ def push_command(
         float, typer.Option("--timeout", min=1, help="seconds to wait for the gateway's reply")
     ] = 30.0,
     json_output: Annotated[bool, typer.Option("--json", help="print the reply as JSON")] = False,
+    hub_config: Annotated[
+        Path,
+        typer.Option(
+            "--hub-config", help="without --broker: the broker and the hub's MQTT user from here"
+        ),
+    ] = Path("config/hub.yaml"),
 ) -> None:
     """Push a gateway its config; it restarts only the drivers that changed.
+
+    Without ``--broker`` the push goes through the hub's own broker connection as the hub
+    config gives it (host, port, user, ``${ANJU_HUB_MQTT_PASSWORD}``, CA).
 
     A config whose new drivers fail to start is rolled back: the previous one keeps running.
 
     Exits with 1 when the gateway refused or rolled back the config, 2 when no reply came.
     """
     path = config if config is not None else Path("config") / "gateways" / f"{gateway}.yaml"
+    if broker is None:
+        hub_mqtt = _hub_mqtt(hub_config)
+        broker = f"{hub_mqtt.host}:{hub_mqtt.port}" if hub_mqtt else "127.0.0.1:1883"
+        if hub_mqtt is not None:
+            username = username or hub_mqtt.username
+            if password is None and hub_mqtt.password is not None:
+                password = hub_mqtt.password.get_secret_value()
+            tls_ca_file = tls_ca_file or hub_mqtt.tls_ca_file
     try:
         reply = asyncio.run(
             push_gateway_config(
@@ -252,6 +275,28 @@ def push_command(
         _show(gateway, reply)
     if not reply.ok:
         raise typer.Exit(1)
+
+
+def _hub_mqtt(path: Path) -> HubMqttSettings | None:
+    """The hub config's broker settings; only its mqtt section is read and expanded."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from hub.config import HubMqttSettings  # noqa: PLC0415
+    from wire.placeholders import ConfigFileError, expand_placeholders, read_yaml  # noqa: PLC0415
+
+    if not path.is_file():
+        return None
+    try:
+        raw = read_yaml(path)
+        section = raw.get("mqtt", {}) if isinstance(raw, dict) else {}
+        settings = HubMqttSettings.model_validate(expand_placeholders(section, source=str(path)))
+    except (ConfigFileError, ValidationError, KeyError) as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(path))}: {escape(str(exc))}")
+        err_console.print("  give --broker, --username and the password, or fix the hub config")
+        raise typer.Exit(2) from None
+    if settings.tls_ca_file is not None and not settings.tls_ca_file.is_absolute():
+        settings = settings.model_copy(update={"tls_ca_file": path.parent / settings.tls_ca_file})
+    return settings
 
 
 def _show(gateway: str, reply: Reply) -> None:

@@ -52,7 +52,6 @@ def _local(script: str, ports: dict[str, int], gateway_root: Path) -> str:
     substitutions = {
         "port: 1883": f"port: {ports['local']}",
         "port: 8470": f"port: {ports['api']}",
-        "127.0.0.1:1883": f"127.0.0.1:{ports['local']}",
         "--host hub.sunrise.example": (
             f"--host 127.0.0.1 --tls-port {ports['tls']} --mtls-port 0 "
             f"--local-port {ports['local']}"
@@ -214,12 +213,7 @@ def _second_driver(site_dir: Path, env: dict[str, str], ports: dict[str, int]) -
         site_dir,
         hub_env,
     )
-    out = _shell(
-        f"anju gateway push gw-north --broker 127.0.0.1:{ports['local']} -u anju-hub "
-        '--password "$ANJU_HUB_MQTT_PASSWORD" --json',
-        site_dir,
-        hub_env,
-    )
+    out = _shell("anju gateway push gw-north --json", site_dir, hub_env)
     reply: dict[str, Any] = orjson.loads(out)
     return reply
 

@@ -70,7 +70,8 @@ class RulesBridge(RuleSink):
         self._queued = asyncio.Event()
         self.data_time_ms = 0
 
-    def _subject(self, device: DeviceInfo) -> Subject:
+    def subject(self, device: DeviceInfo) -> Subject:
+        """The rules' subject for a device, with its registry labels (built once)."""
         subject = self._subjects.get(device.id)
         if subject is None:
             subject = self._subjects[device.id] = Subject(device.id, device.labels)
@@ -85,7 +86,7 @@ class RulesBridge(RuleSink):
     def on_event(self, device: DeviceInfo, ts_ms: int, kind: str, data: Mapping[str, Any]) -> None:
         """Evaluate an event."""
         self.data_time_ms = max(self.data_time_ms, ts_ms)
-        transitions = self.engine.on_event(self._subject(device), ts_ms, kind, data)
+        transitions = self.engine.on_event(self.subject(device), ts_ms, kind, data)
         if transitions:
             self._alerts.submit(transitions)
 
@@ -104,7 +105,7 @@ class RulesBridge(RuleSink):
         readings, engine = self._readings, self.engine
         while readings and (limit is None or done < limit):
             device, ts_ms, values = readings.popleft()
-            transitions = engine.on_reading(self._subject(device), ts_ms, values)
+            transitions = engine.on_reading(self.subject(device), ts_ms, values)
             if transitions:
                 self._alerts.submit(transitions)
             done += 1
@@ -172,6 +173,7 @@ class Hub:
             rule_kinds={rule.id: rule.kind for rule in ruleset},
         )
         self.rules = RulesBridge(self._restored_engine(ruleset), self.alerts)
+        self._adopt_open_alerts()
         self.forwarder = Forwarder(self.store, self.sink)
         ingest = config.ingest
         self.ingestor = Ingestor(
@@ -217,6 +219,26 @@ class Hub:
             else "",
         )
         return engine
+
+    def _adopt_open_alerts(self) -> None:
+        # Alerts opened after the last snapshot (a crash) are still open in the alert store;
+        # the engine takes them back so that they can clear.
+        adopted = 0
+        for alert in self.alerts.book.active.values():
+            device = self.registry.devices.get(alert.subject)
+            if device is None:
+                continue  # a place or a gateway: rebuilt from what comes next
+            adopted += self.rules.engine.adopt(
+                alert.rule_id,
+                self.rules.subject(device),
+                firing=alert.status.value != "pending",
+                since_ms=alert.started_ms,
+                last_ts_ms=alert.firing_ms or alert.started_ms,
+                value=alert.value,
+                event_kind=alert.labels.get("event_kind", ""),
+            )
+        if adopted:
+            logger.info("rules took back %d open alerts the last snapshot did not hold", adopted)
 
     async def save_rule_state(self) -> None:
         """Snapshot the rules engine's state into the alert store."""

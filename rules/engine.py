@@ -302,6 +302,47 @@ class Engine:
         self._evaluations = 0
         self._late = 0
 
+    def adopt(
+        self,
+        rule_id: str,
+        subject: Subject,
+        *,
+        firing: bool,
+        since_ms: int,
+        last_ts_ms: int,
+        value: float | None = None,
+        event_kind: str = "",
+    ) -> bool:
+        """Take back an alert the hub holds open but this engine has no state for.
+
+        After a crash the engine resumes from its last snapshot and may not know of an alert
+        that started after it; without its state a firing threshold would never clear and a
+        pending one would start its ``for`` anew.  Thresholds and event rules are taken back;
+        other kinds rebuild their state from the readings that follow.
+
+        Returns:
+            Whether the alert was adopted.
+        """
+        rule = self._rules.get(rule_id)
+        key = (rule_id, subject.device)
+        if isinstance(rule, ThresholdRule) and key not in self._thresholds:
+            level = rule.breach(value) if value is not None else None
+            if level is None:
+                level = rule.above if rule.above is not None else rule.below
+            state = AlertState.FIRING if firing or rule.for_ms == 0 else AlertState.PENDING
+            self._thresholds[key] = _ThresholdState(
+                state, since_ms, last_ts_ms, level if level is not None else float("nan")
+            )
+            return True
+        if isinstance(rule, EventRule) and firing and key not in self._events:
+            deadline = None
+            if rule.auto_resolve_ms is not None:
+                deadline = last_ts_ms + rule.auto_resolve_ms
+                heapq.heappush(self._deadlines, (deadline, rule.id, subject.device))
+            self._events[key] = _EventState(subject, event_kind, since_ms, last_ts_ms, deadline)
+            return True
+        return False
+
     def forget_scopes(self) -> None:
         """Match scopes anew: subjects' labels changed (a device moved to another place)."""
         self._scoped.clear()

@@ -107,9 +107,10 @@ class AlertStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 _write_state(conn, outcome)
+                # Without a channel there is nothing to deliver, so nothing to queue.
                 jobs = [
                     job
-                    for dispatch in outcome.dispatches
+                    for dispatch in (outcome.dispatches if channels else ())
                     for job in _queue(conn, dispatch, channels, now_ms)
                 ]
                 conn.execute("COMMIT")
@@ -297,7 +298,7 @@ def _write_state(conn: sqlite3.Connection, outcome: Outcome) -> None:
                 a.labels.get("grid", ""),
                 a.started_ms,
                 a.updated_ms,
-                orjson.dumps(a.to_dict()),
+                a.to_json(),
             )
             for a in outcome.alerts.values()
         ],

@@ -29,8 +29,10 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+import orjson
+
 from hub.errors import HubError
-from hub.routing import EVERY_TIER, GRID_WORKER, AlertingSettings, Matcher, Route
+from hub.routing import EVERY_TIER, GRID_WORKER, AlertingSettings, Flapping, Matcher, Route
 from hub.store import AlertRecord
 
 
@@ -162,10 +164,13 @@ class Alert:
             updated_ms=self.updated_ms,
         )
 
+    def to_json(self) -> bytes:
+        """The JSON the hub's store keeps (orjson writes dataclasses and enums as they are)."""
+        return orjson.dumps(self)
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form for the hub's store."""
-        data = dataclasses.asdict(self)
-        data["status"] = self.status.value
+        """A JSON-ready form (the API's)."""
+        data: dict[str, Any] = orjson.loads(self.to_json())
         return data
 
     @classmethod
@@ -223,16 +228,25 @@ class Flap:
     flapping: bool = False
     since_ms: int = 0
     notified: list[str] = dataclasses.field(default_factory=list)
-    last_alert: dict[str, Any] | None = None  # the newest alert of the key, for the end notice
+    last_alert: AlertRecord | None = None  # the newest alert of the key, for the end notice
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form for the hub's store."""
-        return dataclasses.asdict(self)
+        data: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Flap:
         """Inverse of :meth:`to_dict`."""
-        return cls(**data)
+        fields = dict(data)
+        if fields.get("last_alert") is not None:
+            fields["last_alert"] = AlertRecord(**fields["last_alert"])
+        return cls(**fields)
+
+    def due_ms(self, settings: Flapping) -> int:
+        """When it may end: flapping after ``quiet``, remembered changes after ``window``."""
+        last_change = self.changes[-1] if self.changes else self.since_ms
+        return last_change + (settings.quiet if self.flapping else settings.window)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -315,6 +329,7 @@ class AlertBook:
         self._due: list[tuple[int, str]] = []  # (due_ms, alert id), with stale entries
         self._queued: dict[str, int] = {}  # alert id -> the due time last pushed
         self._held: set[str] = set()
+        self._flap_due: list[tuple[int, str, str]] = []  # (when it may end, rule, subject)
         self._sent: dict[str, collections.deque[int]] = {}  # rate limit: send times per person
         self.counters: collections.Counter[str] = collections.Counter()
 
@@ -343,6 +358,8 @@ class AlertBook:
             self.silences[silence.id] = silence
         for flap in flaps:
             self.flaps[(flap.rule_id, flap.subject)] = flap
+            due = flap.due_ms(self.settings.flapping)
+            heapq.heappush(self._flap_due, (due, flap.rule_id, flap.subject))
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -409,8 +426,12 @@ class AlertBook:
             if silence.expired_ms is None and ends_ms is not None and now_ms >= ends_ms:
                 silence.expired_ms = ends_ms
                 out.silences[silence.id] = silence
-        for key, flap in list(self.flaps.items()):
-            self._flap_maybe_ends(key, flap, now_ms, out)
+        # Only flaps whose time may have come; entries that a later change moved are stale.
+        while self._flap_due and self._flap_due[0][0] <= now_ms:
+            _, rule_id, subject = heapq.heappop(self._flap_due)
+            flap = self.flaps.get((rule_id, subject))
+            if flap is not None:
+                self._flap_maybe_ends((rule_id, subject), flap, now_ms, out)
 
     def _schedule(self, out: Outcome) -> None:
         # Every change of a deadline is followed by `out.touch`, so the touched alerts are
@@ -547,12 +568,8 @@ class AlertBook:
             heapq.heappop(self._due)
         times = [self._due[0][0]] if self._due else []
         times += [s.ends_ms for s in self.silences.values() if s.expired_ms is None and s.ends_ms]
-        quiet = self.settings.flapping.quiet
-        times += [
-            (f.changes[-1] if f.changes else f.since_ms) + quiet
-            for f in self.flaps.values()
-            if f.flapping
-        ]
+        if self._flap_due:
+            times.append(self._flap_due[0][0])
         return min(times) if times else None
 
     def has_held(self) -> bool:
@@ -834,12 +851,14 @@ class AlertBook:
         flapping = self.settings.flapping
         flap = self.flaps.setdefault(alert.key, Flap(rule_id=alert.rule_id, subject=alert.subject))
         flap.changes = [t for t in flap.changes if t > now_ms - flapping.window] + [now_ms]
-        flap.last_alert = alert.to_dict()
+        flap.last_alert = alert.record()
         out.flaps[alert.key] = flap
+        heapq.heappush(self._flap_due, (flap.due_ms(flapping), alert.rule_id, alert.subject))
         if flap.flapping or len(flap.changes) < flapping.changes:
             return
         flap.flapping = True
         flap.since_ms = now_ms
+        heapq.heappush(self._flap_due, (flap.due_ms(flapping), alert.rule_id, alert.subject))
         route = self._routes[alert.route]
         flap.notified = _unique([*alert.notified, *self._members(route, 0, alert)])
         alert.note(now_ms, "flapping")
@@ -853,6 +872,7 @@ class AlertBook:
         if not flap.flapping:
             if last_change <= now_ms - self.settings.flapping.window:
                 del self.flaps[key]  # nothing to remember
+                flap.changes = []  # and the store forgets it too
                 out.flaps[key] = flap
             return
         if now_ms - last_change < self.settings.flapping.quiet:
@@ -862,8 +882,8 @@ class AlertBook:
         out.flaps[key] = flap
         current = self.active.get(key)
         record = current.record() if current is not None else None
-        if record is None and flap.last_alert is not None:
-            record = Alert.from_dict(flap.last_alert).record()
+        if record is None:
+            record = flap.last_alert
         if record is not None and flap.notified:
             out.dispatches.append(
                 Dispatch("flapping-end", "flapping-end", (record,), tuple(flap.notified), False)

@@ -645,7 +645,7 @@ class EdgeAgent:
             new = parse_gateway_config(push.config, source="config push")
             check_new_config(self.config, new)
             pseudonymiser = _pseudonymiser(new)
-        except (ValueError, TypeError) as exc:  # a driver list of non-mappings raises TypeError
+        except ValueError as exc:  # ConfigError and the checks of what cannot change live
             return ConfigApplied(version=version, error=_text(str(exc)))
         return await self._apply(push, new, pseudonymiser)
 

@@ -140,7 +140,7 @@ class GatewayConfig(_Frozen):
                 continue
             if not isinstance(raw, dict):
                 msg = "each driver must be a mapping"
-                raise TypeError(msg)
+                raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueError, not TypeError
             try:
                 parsed.append(parse_driver_config(raw))
             except DriverError as exc:
@@ -149,7 +149,10 @@ class GatewayConfig(_Frozen):
 
     def config_hash(self) -> str:
         """A short digest of the effective config, reported in the gateway's birth message."""
-        dumped = self.model_dump(mode="json", exclude={"mqtt": {"password"}, "privacy": True})
+        # serialize_as_any: each driver's own settings, not only the base model's fields.
+        dumped = self.model_dump(
+            mode="json", exclude={"mqtt": {"password"}, "privacy": True}, serialize_as_any=True
+        )
         return hashlib.sha256(orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 

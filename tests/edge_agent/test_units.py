@@ -72,3 +72,25 @@ def test_config_errors_name_the_field(monkeypatch, change, field):
         parse_gateway_config({**GATEWAY, **change}, source="gw1.yaml")
     assert info.value.field == field
     assert str(info.value).startswith("gw1.yaml: ")
+
+
+def test_the_config_hash_follows_driver_settings_and_a_bad_driver_entry_is_a_config_error() -> None:
+    def config(seed: int, drivers: object = None) -> dict[str, object]:
+        driver = {
+            "type": "simulated",
+            "id": "sim",
+            "seed": seed,
+            "devices": [{"id": "t1", "kind": "temp_humidity"}],
+        }
+        return {
+            "site": "s",
+            "gateway": "g",
+            "privacy": {"send_raw_credentials": True},
+            "drivers": drivers if drivers is not None else [driver],
+        }
+
+    first = parse_gateway_config(config(1)).config_hash()
+    assert parse_gateway_config(config(1)).config_hash() == first
+    assert parse_gateway_config(config(2)).config_hash() != first
+    with pytest.raises(ConfigError, match="each driver must be a mapping"):
+        parse_gateway_config(config(1, drivers=["simulated"]))

@@ -80,14 +80,6 @@ class DeliveryRow:
     updated_ms: int
 
 
-def _record_to_json(record: AlertRecord) -> dict[str, Any]:
-    return dataclasses.asdict(record)
-
-
-def _record_from_json(data: dict[str, Any]) -> AlertRecord:
-    return AlertRecord(**data)
-
-
 class AlertStore:
     """The alert lifecycle's SQLite file."""
 
@@ -206,7 +198,7 @@ class AlertStore:
                         kind=first[5],
                         transition=first[6],
                         urgent=bool(first[7]),
-                        alerts=tuple(_record_from_json(a) for a in orjson.loads(first[8])),
+                        alerts=tuple(AlertRecord(**a) for a in orjson.loads(first[8])),
                         recipients=tuple(dict.fromkeys(m[2] for m in members)),
                         attempts=max(m[3] for m in members),
                         created_ms=first[9],
@@ -328,47 +320,35 @@ def _queue(
             dispatch.kind,
             dispatch.transition,
             int(dispatch.urgent),
-            orjson.dumps([_record_to_json(a) for a in dispatch.alerts]),
+            orjson.dumps(dispatch.alerts),
         ),
     )
     dispatch_id = int(cursor.lastrowid or 0)
+
+    def record(channel: str, recipient: str, status: str) -> bool:
+        """Add the recipient's deliveries of this dispatch; whether any key was new."""
+        new = 0
+        for alert in dispatch.alerts:
+            new += conn.execute(
+                "INSERT OR IGNORE INTO delivery VALUES (?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
+                (
+                    alert.id,
+                    dispatch.transition,
+                    channel,
+                    recipient,
+                    dispatch_id,
+                    status,
+                    now_ms,
+                    now_ms,
+                ),
+            ).rowcount
+        return new > 0
+
     jobs: list[Job] = []
-    recipients = dispatch.recipients or (NOBODY,)
     for channel in channels:
-        fresh: list[str] = []
-        for recipient in recipients:
-            new = 0
-            for alert in dispatch.alerts:
-                new += conn.execute(
-                    "INSERT OR IGNORE INTO delivery VALUES "
-                    "(?, ?, ?, ?, ?, 'queued', 0, NULL, ?, ?)",
-                    (
-                        alert.id,
-                        dispatch.transition,
-                        channel,
-                        recipient,
-                        dispatch_id,
-                        now_ms,
-                        now_ms,
-                    ),
-                ).rowcount
-            if new:
-                fresh.append(recipient)
+        fresh = [r for r in dispatch.recipients or (NOBODY,) if record(channel, r, "queued")]
         for recipient in dispatch.suppressed:
-            for alert in dispatch.alerts:
-                conn.execute(
-                    "INSERT OR IGNORE INTO delivery VALUES "
-                    "(?, ?, ?, ?, ?, 'rate-limited', 0, NULL, ?, ?)",
-                    (
-                        alert.id,
-                        dispatch.transition,
-                        channel,
-                        recipient,
-                        dispatch_id,
-                        now_ms,
-                        now_ms,
-                    ),
-                )
+            record(channel, recipient, "rate-limited")
         if fresh:
             jobs.append(
                 Job(

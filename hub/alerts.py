@@ -14,7 +14,6 @@ import collections
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from hub.alert_store import NOBODY, AlertStore, Job
 from hub.errors import ConfigError, HubError
@@ -401,10 +400,6 @@ class AlertManager:
         if found is None:
             return ()
         return self._labels(found.notified or self.book.recipients_of(found))
-
-    def snapshot(self) -> dict[str, Any]:
-        """Counters for metrics and the console."""
-        return {"active": len(self.book.active), **self.counters}
 
     async def aclose(self) -> None:
         """Stop deliveries (their state is on disk) and close every channel."""

@@ -133,3 +133,29 @@ async def test_a_failing_channel_is_retried_then_marked_failed_and_visible(
     assert manager.counters["notifications_failed"] == 1
     assert channel.tries >= 3  # retried until it was given up
     assert deliveries[0].attempts == channel.tries
+
+
+async def test_a_gateway_that_stays_offline_raises_gateway_offline_after_the_grace_time(
+    tmp_path: Path, registry: Registry
+) -> None:
+    clock = [T0]
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    manager = AlertManager(store=store, registry=registry, notifiers=[], clock_ms=lambda: clock[0])
+    gateway = next(iter(registry.gateways))
+    runner = asyncio.create_task(manager.run())
+    try:
+        manager.gateway_presence(gateway, online=False, ts_ms=T0)
+        await manager.wait_idle()
+        [alert] = manager.book.active.values()
+        assert (alert.rule_id, alert.status.value) == ("gateway-offline", "pending")
+        assert alert.due_ms == T0 + 120_000  # the default grace time
+        assert alert.labels["gateway"] == gateway
+        # Back before the grace time: nothing fired, nothing open.
+        manager.gateway_presence(gateway, online=True, ts_ms=T0 + 30_000)
+        await manager.wait_idle()
+        assert manager.book.active == {}
+        assert manager.counters["fired"] == 0
+    finally:
+        runner.cancel()
+        await manager.aclose()
+        store.close()

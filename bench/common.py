@@ -492,7 +492,7 @@ class HubProcess:
     def __init__(self, config: Path, workdir: Path, *, log_level: str = "WARNING") -> None:
         self.log_path = workdir / "hub.log"
         anju = Path(sys.executable).with_name("anju")
-        launcher = [str(anju)] if anju.exists() else [sys.executable, "-m", "cli.main"]
+        launcher = [str(anju)] if anju.exists() else [sys.executable, "-m", "cli.entry"]
         self.command = [*launcher, "hub", "run", "--config", str(config)]
         self.command += ["--log-level", log_level]
         self._log = self.log_path.open("ab")

@@ -106,11 +106,18 @@ class Demo:
         self.agents: list[EdgeAgent] = []
         self.summary: dict[str, Any] = {}
         self._online: dict[str, bool] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """End the night early: the site stops as it would at the end of ``duration_s``."""
+        self._stopping.set()
 
     async def run(self, on_tick: Callable[[Demo], None] | None = None) -> dict[str, Any]:
         """Start everything, play the scenario, stop everything, return the summary."""
         # Each demo run gets its own pseudonymisation key, passed the way a real site would.
         os.environ.setdefault("ANJU_SITE_SECRET", secrets.token_hex(16))
+        if self._stopping.is_set():
+            return self.summary
         self.broker = await start_demo_broker(self.run_dir)
         try:
             await self._run_site(on_tick)
@@ -160,10 +167,12 @@ class Demo:
             ]
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.duration_s
-            while loop.time() < deadline:
+            while loop.time() < deadline and not self._stopping.is_set():
                 if on_tick is not None:
                     on_tick(self)
-                await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(0.5, max(0.0, deadline - loop.time()))):
+                        await self._stopping.wait()
             # Presence as it was while the site ran (stopping announces every gateway offline).
             self._online = {gw: s.online for gw, s in hub.ingestor.gateways.items()}
             for agent in self.agents:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +20,7 @@ from cli.gateway import broker_app, gateway_app
 from cli.push import push_command
 from cli.rules import rules_app
 from cli.site import building_app, grid_app, import_command, person_app, site_app, unit_app
+from cli.stopping import STOP
 
 app = typer.Typer(
     name="anju",
@@ -79,6 +78,8 @@ def hub_run(
     except HubError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if STOP.requested:
+        return
 
     async def main() -> None:
         try:
@@ -86,10 +87,11 @@ def hub_run(
         except (HubError, RulesError) as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, hub.stop)
-        await hub.run()
+        STOP.attach(asyncio.get_running_loop(), hub.stop)
+        try:
+            await hub.run()
+        finally:
+            STOP.detach()
 
     asyncio.run(main())
 
@@ -108,6 +110,8 @@ def edge_run(
     except EdgeError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if STOP.requested:
+        return
 
     async def main() -> None:
         try:
@@ -115,10 +119,11 @@ def edge_run(
         except ValueError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, agent.stop)
-        await agent.run()
+        STOP.attach(asyncio.get_running_loop(), agent.stop)
+        try:
+            await agent.run()
+        finally:
+            STOP.detach()
 
     asyncio.run(main())
 
@@ -145,6 +150,8 @@ def demo(
     from cli.demo import DEFAULT_CONFIG_DIR, Demo  # noqa: PLC0415
     from cli.view import render  # noqa: PLC0415
 
+    if STOP.requested:
+        return
     run_for = duration if duration > 0 else 365 * 86_400.0
     the_demo = Demo(
         config_dir=config_dir or DEFAULT_CONFIG_DIR,
@@ -157,33 +164,23 @@ def demo(
     title = f"anju demo: Sunrise Garden, a night (time compressed x{speed:g})"
 
     async def main() -> dict[str, object]:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        if task is not None:
-            loop.add_signal_handler(signal.SIGINT, task.cancel)
-        if json_summary:
-            return await the_demo.run()
-        with Live(console=console, refresh_per_second=2, transient=False) as live:
+        # A stop signal ends the night early but the usual way: gateways, hub, then broker.
+        STOP.attach(asyncio.get_running_loop(), the_demo.stop)
+        try:
+            if json_summary:
+                return await the_demo.run()
+            with Live(console=console, refresh_per_second=2, transient=False) as live:
 
-            def refresh(d: Demo) -> None:
-                if d.hub is not None:
-                    live.update(render(d.hub, title=title))
+                def refresh(d: Demo) -> None:
+                    if d.hub is not None:
+                        live.update(render(d.hub, title=title))
 
-            return await the_demo.run(on_tick=refresh)
+                return await the_demo.run(on_tick=refresh)
+        finally:
+            STOP.detach()
 
-    summary: dict[str, object] = {}
-    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-        summary = asyncio.run(main())
+    summary = asyncio.run(main())
     if json_summary:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         console.print(f"logs and data: {the_demo.run_dir}")
-
-
-def main() -> None:
-    """Entry point of the console script."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

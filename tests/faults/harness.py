@@ -414,6 +414,11 @@ class Tap:
 
     # -- reading what was recorded (thread-safe snapshots) --
 
+    def gateway_online_count(self) -> int:
+        """How many times the gateway has announced itself online."""
+        with self._lock:
+            return sum(1 for _, state in self.gateway_states if state.get("online"))
+
     def seqs(self) -> set[int]:
         """Every seq seen so far."""
         with self._lock:
@@ -913,11 +918,17 @@ class Rig:
             )
             code = self.agent.terminate()
             assert code == 0, f"the edge agent exited with {code}\n{self.agent.log_tail()}"
+        # Wait for the draining agent's own announcement before its queue counts: an empty
+        # queue left by the first agent is true at once, while the new one is still starting.
+        online_before = self.tap.gateway_online_count()
         self.drain.start()
         wait_until(
-            lambda: read_queue(self.edge_dir).depth == 0,
+            lambda: (
+                self.tap.gateway_online_count() > online_before
+                and read_queue(self.edge_dir).depth == 0
+            ),
             timeout,
-            "the gateway's queue to empty",
+            "the draining agent to come online and its queue to empty",
             watch=[self.hub, self.drain],
         )
         code = self.drain.terminate()

@@ -85,18 +85,6 @@ class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised inside the task group to end :meth:`EdgeAgent.run`."""
 
 
-def _raise_lost_cancellation() -> None:
-    """Raise the cancellation that Python 3.11's ``asyncio.wait_for`` may have dropped.
-
-    aiomqtt waits for CONNACK, SUBACK and PUBACK with ``wait_for``, which on 3.11 returns the
-    result when it arrives together with a cancellation; the task still counts the request.
-    A stop at that moment would otherwise leave the connection task running for good.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 @dataclasses.dataclass(slots=True)
 class DriverState:
     """What the agent knows of one driver instance."""
@@ -441,11 +429,16 @@ class EdgeAgent:
         while not self._stopping.is_set():
             try:
                 async with self._client() as client:
-                    _raise_lost_cancellation()
+                    # aiomqtt waits for CONNACK, SUBACK and PUBACK with asyncio.wait_for, which
+                    # on Python 3.11 returns the result and drops a cancellation that arrives
+                    # with it: a stop during the connect would leave this loop running for good.
+                    if self._stopping.is_set():
+                        return
                     self._client_now = client
                     attempt = 0
                     await self._on_connected(client)
-                    _raise_lost_cancellation()
+                    if self._stopping.is_set():
+                        return
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._send_loop(client), name="sender")
                         tg.create_task(self._receive_loop(client), name="receiver")

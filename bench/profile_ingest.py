@@ -6,7 +6,9 @@ in-process to the real :class:`hub.ingest.Ingestor` (real registry and rules), s
 Stages, each timed alone over the whole stream (no profiler running):
 
 - ``json``: ``orjson.loads`` of every payload;
-- ``decode``: ``wire.decode`` (JSON and pydantic validation of the DataBatch);
+- ``decode (pydantic)``: ``wire.decode`` (JSON and pydantic validation of the DataBatch), which
+  the hub no longer uses for data;
+- ``decode (columns)``: ``wire.decode_data_columns``, the hub's decoder: JSON into columns;
 - ``handle, no rules``: ``Ingestor.handle`` of a hub built without rules;
 - ``handle``: ``Ingestor.handle`` of a hub built as ``anju hub run`` builds it, with the rules
   of ``config/rules`` (and their evaluation of the message's readings, which the running hub
@@ -15,9 +17,10 @@ Stages, each timed alone over the whole stream (no profiler running):
   commits the batch to the hub's SQLite spool, which makes it acknowledgeable);
 - ``forward (all at once)``: the hub's ``Forwarder`` draining that spool into its sink, which
   builds the line protocol as InfluxSink does and drops it;
-- ``line protocol``: ``Point.line()`` for every point (InfluxSink does it on the event loop);
-- ``influx write``: ``InfluxSink.write`` to a real VictoriaMetrics in chunks of 20,000 points
-  (lines, then HTTP on its worker thread);
+- ``line protocol``: ``hub.columns.reading_lines`` over the stream's columns in chunks of 50,000
+  readings (what InfluxSink does on its worker thread);
+- ``influx write``: ``InfluxSink.write`` to a real VictoriaMetrics of the same chunks (lines,
+  then HTTP on its worker thread);
 - ``sqlite write``: ``SqliteSink.write`` (the embedded store) of the same chunks.
 
 Then cProfile over ``handle``, ``flush`` (one every 20 messages) and the forwarder lists the top
@@ -50,9 +53,10 @@ from bench.common import (
     telemetry_devices,
     telemetry_stream,
 )
-from hub import Hub, HubConfig, InfluxSink, NotifierSettings, Point, Registry, SqliteSink
+from hub import Hub, HubConfig, InfluxSink, NotifierSettings, SinkBatch, SqliteSink
+from hub.columns import DeviceTable, Readings
 from tests.servers import VictoriaMetrics
-from wire import Channel, DataBatch, Measurement, decode
+from wire import Channel, decode, decode_data_columns
 
 
 class _LineSink:
@@ -63,8 +67,8 @@ class _LineSink:
     def __init__(self) -> None:
         self.lines = 0
 
-    async def write(self, points: Sequence[Point]) -> None:
-        self.lines += len([p.line() for p in points])
+    async def write(self, batch: SinkBatch) -> None:
+        self.lines += len(batch.lines())
 
     async def aclose(self) -> None:
         return None
@@ -113,18 +117,21 @@ def _feed(hub: Hub, messages: Sequence[Message], received: int) -> None:
         evaluate()
 
 
-def _points(registry: Registry, messages: Sequence[Message]) -> list[Point]:
-    """The points the hub makes of the stream (as in ``Ingestor._on_batch``)."""
-    points: list[Point] = []
+def _chunks(devices: DeviceTable, messages: Sequence[Message], size: int) -> list[SinkBatch]:
+    """The stream's readings as the forwarder hands them to a sink, ``size`` at a time."""
+    batches: list[SinkBatch] = []
+    parts: list[Readings] = []
+    count = 0
     for message in messages:
-        batch = decode(Channel.DATA, message.payload)
-        assert isinstance(batch, DataBatch)  # noqa: S101 - a data topic decodes to a DataBatch
-        for reading in batch.readings:
-            device = registry.devices[reading.dev]
-            points.append(
-                Point(Measurement.READING.value, device.tags, reading.values, reading.ts, device.id)
-            )
-    return points
+        columns = decode_data_columns(message.payload)
+        parts.append(Readings(devices.slots(columns.devs), columns.ts, columns.fields))
+        count += len(columns)
+        if count >= size:
+            batches.append(SinkBatch(Readings.concat(parts), (), devices))
+            parts, count = [], 0
+    if parts:
+        batches.append(SinkBatch(Readings.concat(parts), (), devices))
+    return batches
 
 
 def run(*, readings: int = 200_000, batch: int = 100, top: int = 20) -> dict[str, Any]:
@@ -160,8 +167,13 @@ async def _run(
         for payload in payloads:
             decode(Channel.DATA, payload)
 
+    def columns_only() -> None:
+        for payload in payloads:
+            decode_data_columns(payload)
+
     stages["json"] = _timed(json_only)
-    stages["decode"] = _timed(decode_only)
+    stages["decode (pydantic)"] = _timed(decode_only)
+    stages["decode (columns)"] = _timed(columns_only)
 
     bare, _ = _hub(workdir, site_file, rules=False)
     stages["handle, no rules"] = _timed(lambda: _feed(bare, messages, received))
@@ -180,21 +192,21 @@ async def _run(
         msg = f"the hub's sink got {hub_lines.lines} points of {readings}"
         raise RuntimeError(msg)
 
-    points = _points(registry, messages)
-    stages["line protocol"] = _timed(lambda: [p.line() for p in points])
-    chunk = 20_000
+    devices = DeviceTable(registry)
+    chunks = _chunks(devices, messages, 50_000)
+    stages["line protocol"] = _timed(lambda: [c.lines() for c in chunks])
     with VictoriaMetrics(workdir / "victoria-metrics") as victoria:
         sink = InfluxSink(victoria.url, token="", org="anju", bucket="anju", timeout_s=30)
         start = time.perf_counter()
-        for i in range(0, len(points), chunk):
-            await sink.write(points[i : i + chunk])
+        for chunk in chunks:
+            await sink.write(chunk)
         stages["influx write"] = time.perf_counter() - start
         await sink.aclose()
     sqlite_sink = SqliteSink(workdir / "tsdb.sqlite3", retention_days=30)
     start = time.perf_counter()
     cpu_start = time.process_time()
-    for i in range(0, len(points), chunk):
-        await sqlite_sink.write(points[i : i + chunk])
+    for chunk in chunks:
+        await sqlite_sink.write(chunk)
     stages["sqlite write"] = time.perf_counter() - start
     sqlite_cpu = time.process_time() - cpu_start
     await sqlite_sink.aclose()

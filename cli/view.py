@@ -42,10 +42,12 @@ def render(hub: Hub, *, title: str) -> Group:
     readings = Table(title="Latest readings (data time)", expand=True)
     for column in ("device", "place", "time", "values"):
         readings.add_column(column)
-    latest = sorted(hub.ingestor.latest.items(), key=lambda item: -item[1][0])
-    for device_id, (ts, values) in latest[:_MAX_READING_ROWS]:
-        info = hub.registry.devices[device_id]
-        readings.add_row(device_id, info.place, _clock(ts, tz), _values(values))
+    for slot in hub.ingestor.latest.newest(_MAX_READING_ROWS):
+        info = hub.devices.device(slot)
+        found = hub.ingestor.latest.get(slot)
+        if info is not None and found is not None:
+            ts, values = found
+            readings.add_row(info.id, info.place, _clock(ts, tz), _values(values))
 
     alerts = Table(title="Alerts", expand=True)
     for column in ("severity", "state", "since", "place", "grid", "message"):

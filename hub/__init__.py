@@ -21,8 +21,9 @@ from hub.lifecycle import Alert, AlertBook, LifecycleError, Silence, Status
 from hub.notifiers import LogNotifier, Notification, Notifier, NotifyError, WebhookNotifier
 from hub.registry import DeviceInfo, Registry, SiteFile, load_site, parse_site
 from hub.routing import AlertingSettings
-from hub.sinks import InfluxSink, Point, SqliteSink, TimeSeriesSink
+from hub.sinks import InfluxSink, Point, SinkBatch, TimeSeriesSink
 from hub.store import AlertRecord, HubStore, QuarantineEntry, StoredEvent
+from hub.tsdb import SqliteSink
 
 __all__ = [
     "Alert",
@@ -56,6 +57,7 @@ __all__ = [
     "RulesBridge",
     "SeqWindow",
     "Silence",
+    "SinkBatch",
     "SinkError",
     "SiteFile",
     "SqliteSink",

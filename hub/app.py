@@ -16,6 +16,7 @@ from hub.alert_store import AlertStore
 from hub.alerts import AlertManager
 from hub.api import ApiServer, HubApi, api_server
 from hub.channels import build_channels
+from hub.columns import DeviceTable, Readings
 from hub.config import HubConfig
 from hub.errors import HubError
 from hub.ingest import Ingestor, RuleSink, now_ms
@@ -23,9 +24,10 @@ from hub.metrics import hub_registry
 from hub.mqtt import HubMqtt
 from hub.notifiers import LogNotifier, Notifier, WebhookNotifier
 from hub.registry import DeviceInfo, Registry, load_site
-from hub.sinks import InfluxSink, SqliteSink, TimeSeriesSink
+from hub.sinks import InfluxSink, TimeSeriesSink
 from hub.spool import Forwarder
 from hub.store import HubStore
+from hub.tsdb import SqliteSink
 from rules import Engine, RulesError, RuleSet, Subject, load_rules
 from wire import Ack, GatewayTopics, encode
 
@@ -60,13 +62,16 @@ class RulesBridge(RuleSink):
     way out, must not wait behind one such batch each time.
     """
 
-    def __init__(self, engine: Engine, alerts: AlertManager) -> None:
+    def __init__(self, engine: Engine, alerts: AlertManager, devices: DeviceTable) -> None:
         self.engine = engine
         self._alerts = alerts
+        self._devices = devices
         self._subjects: dict[str, Subject] = {}
-        self._readings: collections.deque[tuple[DeviceInfo, int, Mapping[str, float]]] = (
-            collections.deque()
-        )
+        self._slot_subjects: list[Subject | None] = []
+        # Messages' readings waiting for evaluation, the first one from ``_offset`` on.
+        self._readings: collections.deque[Readings] = collections.deque()
+        self._offset = 0
+        self._backlog = 0
         self._queued = asyncio.Event()
         self.data_time_ms = 0
 
@@ -77,10 +82,23 @@ class RulesBridge(RuleSink):
             subject = self._subjects[device.id] = Subject(device.id, device.labels)
         return subject
 
-    def on_reading(self, device: DeviceInfo, ts_ms: int, values: Mapping[str, float]) -> None:
-        """Queue a reading for evaluation."""
-        self.data_time_ms = max(self.data_time_ms, ts_ms)
-        self._readings.append((device, ts_ms, values))
+    def _slot_subject(self, slot: int) -> Subject | None:
+        subjects = self._slot_subjects
+        if slot >= len(subjects):
+            subjects.extend([None] * (len(self._devices) - len(subjects)))
+        subject = subjects[slot]
+        if subject is None:
+            device = self._devices.device(slot)
+            if device is None:
+                return None
+            subject = subjects[slot] = self.subject(device)
+        return subject
+
+    def on_readings(self, readings: Readings) -> None:
+        """Queue a message's readings for evaluation."""
+        self.data_time_ms = max(self.data_time_ms, int(readings.ts.max()))
+        self._readings.append(readings)
+        self._backlog += len(readings)
         self._queued.set()
 
     def on_event(self, device: DeviceInfo, ts_ms: int, kind: str, data: Mapping[str, Any]) -> None:
@@ -97,24 +115,56 @@ class RulesBridge(RuleSink):
     def forget_subjects(self) -> None:
         """Build subjects anew from the registry (after a reload: moved devices, new labels)."""
         self._subjects.clear()
+        self._slot_subjects.clear()
         self.engine.forget_scopes()
 
     def evaluate(self, limit: int | None = None) -> int:
         """Evaluate queued readings (at most ``limit``); how many were."""
         done = 0
-        readings, engine = self._readings, self.engine
-        while readings and (limit is None or done < limit):
-            device, ts_ms, values = readings.popleft()
-            transitions = engine.on_reading(self.subject(device), ts_ms, values)
-            if transitions:
-                self._alerts.submit(transitions)
-            done += 1
+        queue, engine = self._readings, self.engine
+        watched, watching = engine.rules.metrics, bool(engine.rules.watchers)
+        while queue and (limit is None or done < limit):
+            readings = queue[0]
+            stop = (
+                len(readings) if limit is None else min(len(readings), self._offset + limit - done)
+            )
+            if not watching and watched.isdisjoint(readings.fields):
+                # No rule looks at these values: nothing to evaluate.
+                done += stop - self._offset
+                self._offset = stop
+                if stop == len(readings):
+                    queue.popleft()
+                    self._offset = 0
+                continue
+            names = list(readings.fields)
+            columns = [readings.fields[name].tolist() for name in names]
+            slots = readings.slots.tolist()
+            stamps = readings.ts.tolist()
+            for row in range(self._offset, stop):
+                subject = self._slot_subject(slots[row])
+                if subject is None:
+                    continue
+                values = {
+                    name: column[row]
+                    for name, column in zip(names, columns, strict=True)
+                    if column[row] == column[row]  # NaN: no such value in this reading
+                }
+                transitions = engine.on_reading(subject, stamps[row], values)
+                if transitions:
+                    self._alerts.submit(transitions)
+            done += stop - self._offset
+            if stop == len(readings):
+                queue.popleft()
+                self._offset = 0
+            else:
+                self._offset = stop
+        self._backlog -= done
         return done
 
     @property
     def backlog(self) -> int:
         """Readings waiting for evaluation."""
-        return len(self._readings)
+        return self._backlog
 
     async def run(self) -> None:
         """Evaluate queued readings in small slices, yielding to the event loop between them."""
@@ -130,7 +180,7 @@ class RulesBridge(RuleSink):
         # device's last reading must be evaluated before its absence is judged.
         now_ms = self.data_time_ms
         if self._readings:
-            now_ms = min(now_ms, self._readings[0][1] - 1)
+            now_ms = min(now_ms, int(self._readings[0].ts[self._offset :].min()) - 1)
         if now_ms > 0:
             transitions = self.engine.tick(now_ms)
             if transitions:
@@ -172,12 +222,14 @@ class Hub:
             settings=config.alerting,
             rule_kinds={rule.id: rule.kind for rule in ruleset},
         )
-        self.rules = RulesBridge(self._restored_engine(ruleset), self.alerts)
+        self.devices = DeviceTable(self.registry)
+        self.rules = RulesBridge(self._restored_engine(ruleset), self.alerts, self.devices)
         self._adopt_open_alerts()
-        self.forwarder = Forwarder(self.store, self.sink)
+        self.forwarder = Forwarder(self.store, self.sink, self.devices)
         ingest = config.ingest
         self.ingestor = Ingestor(
             registry=self.registry,
+            devices=self.devices,
             store=self.store,
             forwarder=self.forwarder,
             rules=self.rules,

@@ -17,29 +17,29 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 from pydantic import BaseModel
 
+from hub.columns import DeviceTable, LatestValues, Readings
 from hub.errors import StoreError
-from hub.registry import DeviceInfo, Registry, line_protocol_tags
-from hub.sinks import Point
-from hub.spool import Forwarder, encode_points
+from hub.registry import DeviceInfo, Registry
+from hub.spool import Forwarder, SpoolEntry, event_point, health_point
 from hub.store import Batch, GatewayRecord, HubStore, QuarantineEntry, StoredEvent
 from wire import (
     Ack,
     Channel,
-    DataBatch,
     DecodeError,
     Event,
     GatewayState,
     Health,
-    Measurement,
     Reply,
     TopicError,
     decode,
     parse_topic,
     seq_ranges,
 )
+from wire.columns import DataColumns, decode_data_columns
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ class GatewayStatus:
 class _Pending:
     """Everything received since the last flush."""
 
-    points: list[Point] = dataclasses.field(default_factory=list)
+    spool: list[SpoolEntry] = dataclasses.field(default_factory=list)
+    readings: int = 0
     events: list[StoredEvent] = dataclasses.field(default_factory=list)
     quarantine: list[QuarantineEntry] = dataclasses.field(default_factory=list)
     seen: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
@@ -114,15 +115,15 @@ class _Pending:
 
     def __bool__(self) -> bool:
         return bool(
-            self.points or self.events or self.quarantine or self.seqs or self.gateway_states
+            self.spool or self.events or self.quarantine or self.seqs or self.gateway_states
         )
 
 
 class RuleSink:
     """What the ingest path hands readings and events to (the rules engine, via the hub)."""
 
-    def on_reading(self, device: DeviceInfo, ts_ms: int, values: Mapping[str, float]) -> None:
-        """A reading was accepted."""
+    def on_readings(self, readings: Readings) -> None:
+        """A message's readings were accepted (columns; slots of :attr:`Ingestor.devices`)."""
 
     def on_event(self, device: DeviceInfo, ts_ms: int, kind: str, data: Mapping[str, Any]) -> None:
         """An event was accepted."""
@@ -138,6 +139,7 @@ class Ingestor:
         self,
         *,
         registry: Registry,
+        devices: DeviceTable,
         store: HubStore,
         forwarder: Forwarder,
         rules: RuleSink,
@@ -170,24 +172,16 @@ class Ingestor:
             if status is not None:
                 for seq in seqs:
                     status.window.check_and_add(seq)
-        self.latest: dict[str, tuple[int, dict[str, float]]] = {}
+        self.devices = devices
+        self.latest = LatestValues()
         self._faulted: set[str] = set()
-        self._gateway_tags = {
-            gw: line_protocol_tags({"site": registry.site_id, "gateway": gw}, ("site", "gateway"))
-            for gw in registry.gateways
-        }
 
     def use_registry(self, registry: Registry) -> None:
         """Take a reloaded registry: new gateways and devices, moved places."""
         self.registry = registry
+        self.devices.use(registry)
         for gateway in registry.gateways:
             self.gateways.setdefault(gateway, GatewayStatus())
-            self._gateway_tags.setdefault(
-                gateway,
-                line_protocol_tags(
-                    {"site": registry.site_id, "gateway": gateway}, ("site", "gateway")
-                ),
-            )
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -212,16 +206,38 @@ class Ingestor:
                 topic, gateway, "gateway", f"unknown gateway {gateway!r}", payload, received
             )
             return
+        if address.channel is Channel.DATA:
+            # The hot path: columns straight from the JSON, never an object per reading.
+            try:
+                columns = decode_data_columns(payload)
+            except DecodeError as exc:
+                self._reject_undecodable(topic, gateway, address.channel, exc, payload, received)
+                return
+            status.last_seen_ms = received
+            if self._accept_seq(topic, gateway, status, columns.seq, payload, received):
+                self._on_batch(topic, gateway, columns, payload, received)
+            return
         try:
             message = decode(address.channel, payload)
         except DecodeError as exc:
-            # Kept whole in quarantine; acknowledging it stops the gateway resending a message
-            # that can never pass (only the gateway itself may publish under its topics).
-            seq = _salvage_seq(payload) if address.channel in _SEQ_CHANNELS else None
-            self._quarantine(topic, gateway, exc.field, exc.reason, payload, received, seq=seq)
+            self._reject_undecodable(topic, gateway, address.channel, exc, payload, received)
             return
         status.last_seen_ms = received
         self._dispatch(topic, gateway, status, message, payload, received)
+
+    def _reject_undecodable(
+        self,
+        topic: str,
+        gateway: str,
+        channel: Channel,
+        exc: DecodeError,
+        payload: bytes,
+        received: int,
+    ) -> None:
+        # Kept whole in quarantine; acknowledging it stops the gateway resending a message
+        # that can never pass (only the gateway itself may publish under its topics).
+        seq = _salvage_seq(payload) if channel in _SEQ_CHANNELS else None
+        self._quarantine(topic, gateway, exc.field, exc.reason, payload, received, seq=seq)
 
     def _dispatch(
         self,
@@ -232,16 +248,13 @@ class Ingestor:
         payload: bytes,
         received: int,
     ) -> None:
-        if isinstance(message, DataBatch):
-            if self._accept_seq(topic, gateway, status, message.seq, payload, received):
-                self._on_batch(topic, gateway, message, payload, received)
-        elif isinstance(message, Event):
+        if isinstance(message, Event):
             if self._accept_seq(topic, gateway, status, message.seq, payload, received):
                 self._on_event(topic, gateway, message, payload, received)
         elif isinstance(message, GatewayState):
             self._on_state(gateway, status, message, received)
         elif isinstance(message, Health):
-            self._on_health(gateway, status, message)
+            self._on_health(gateway, status, message, payload)
         elif isinstance(message, Reply):
             self.counters["replies"] += 1
             logger.info("reply from %s: %s", gateway, message.model_dump())
@@ -282,39 +295,56 @@ class Ingestor:
         return device, "", ""
 
     def _on_batch(
-        self, topic: str, gateway: str, batch: DataBatch, payload: bytes, received: int
+        self, topic: str, gateway: str, columns: DataColumns, payload: bytes, received: int
     ) -> None:
-        rejected: list[tuple[int, str, str]] = []
-        points = self._pending.points
-        for index, reading in enumerate(batch.readings):
-            device, field, reason = self._check_device(gateway, reading.dev, reading.ts, received)
-            if device is None:
-                rejected.append((index, field, reason))
-                continue
-            points.append(
-                Point(Measurement.READING.value, device.tags, reading.values, reading.ts, device.id)
+        n = len(columns)
+        slots = self.devices.slots(columns.devs)
+        gateway_index = self.devices.gateway_index[gateway]
+        known = slots >= 0
+        mine = known & (self.devices.gateway_of_slot[np.where(known, slots, 0)] == gateway_index)
+        timely = columns.ts - received <= self._max_future_ms
+        accepted = mine & timely
+        readings = Readings(slots, columns.ts, columns.fields)
+        rejected_rows = None
+        if not accepted.all():
+            rejected = np.flatnonzero(~accepted)
+            rejected_rows = rejected.astype(np.int32).tobytes()
+            index = int(rejected[0])
+            field, reason = self._rejection(
+                gateway, columns.devs[index], slots[index], columns, index, received
             )
-            self.latest[device.id] = (reading.ts, reading.values)
-            self._rules.on_reading(device, reading.ts, reading.values)
-        accepted = len(batch.readings) - len(rejected)
-        self.counters["readings"] += accepted
-        self.counters["batches"] += 1
-        if batch.replay:
-            self.counters["replayed_batches"] += 1
-        if rejected:
-            index, field, reason = rejected[0]
-            summary = f"{len(rejected)} of {len(batch.readings)} readings rejected; first: {reason}"
+            summary = f"{len(rejected)} of {n} readings rejected; first: {reason}"
             self._quarantine(
-                topic,
-                gateway,
-                f"readings.{index}.{field}",
-                summary,
-                payload,
-                received,
+                topic, gateway, f"readings.{index}.{field}", summary, payload, received
             )
             self.counters["rejected_readings"] += len(rejected)
-        if len(points) >= self._max_lines:
+            readings = readings.take(accepted)
+        count = len(readings)
+        self.counters["readings"] += count
+        self.counters["batches"] += 1
+        if columns.replay:
+            self.counters["replayed_batches"] += 1
+        if count:
+            self.latest.update(readings)
+            self._rules.on_readings(readings)
+            self._pending.spool.append(
+                SpoolEntry(Channel.DATA, gateway, payload, count, rejected_rows, readings, ())
+            )
+            self._pending.readings += count
+        if self._pending.readings >= self._max_lines:
             self._wake.set()
+
+    def _rejection(
+        self, gateway: str, dev: str, slot: int, columns: DataColumns, index: int, received: int
+    ) -> tuple[str, str]:
+        """Why reading ``index`` was not accepted: the field and the reason."""
+        device = self.devices.device(int(slot)) if slot >= 0 else None
+        if device is None:
+            return "dev", f"unknown device {dev!r}"
+        if device.gateway != gateway:
+            return "dev", f"device {dev!r} belongs to gateway {device.gateway!r}"
+        ahead = int(columns.ts[index]) - received
+        return "ts", f"{ahead / 1000:.0f} s ahead of the hub clock"
 
     def _on_event(
         self, topic: str, gateway: str, event: Event, payload: bytes, received: int
@@ -328,9 +358,10 @@ class Ingestor:
             self._faulted.add(device.id)
         elif event.kind == "device.recovered":
             self._faulted.discard(device.id)
-        tags = f"{device.tags},kind={event.kind}"
-        self._pending.points.append(
-            Point(Measurement.EVENT.value, tags, {"count": 1.0}, event.ts, device.id)
+        self._pending.spool.append(
+            SpoolEntry(
+                Channel.EVENT, gateway, payload, 1, None, None, (event_point(device, event),)
+            )
         )
         self._pending.events.append(
             StoredEvent(
@@ -380,16 +411,13 @@ class Ingestor:
             return DeviceState.UNKNOWN
         return DeviceState.OFFLINE if device_id in self._faulted else DeviceState.ONLINE
 
-    def _on_health(self, gateway: str, status: GatewayStatus, health: Health) -> None:
+    def _on_health(
+        self, gateway: str, status: GatewayStatus, health: Health, payload: bytes
+    ) -> None:
         status.health = health.model_dump()
-        fields = {"queue_depth": float(health.queue_depth), "oldest_age_s": health.oldest_age_s}
-        fields.update(
-            {f"dropped_{k}": float(v) for k, v in health.dropped.items() if k.isidentifier()}
-        )
-        self._pending.points.append(
-            Point(
-                Measurement.GATEWAY.value, self._gateway_tags[gateway], fields, health.ts, gateway
-            )
+        point = health_point(self.devices.gateway_tags[gateway], gateway, health)
+        self._pending.spool.append(
+            SpoolEntry(Channel.HEALTH, gateway, payload, 1, None, None, (point,))
         )
 
     def _quarantine(
@@ -444,13 +472,11 @@ class Ingestor:
             seen=pending.seen,
             gateway_states=list(pending.gateway_states.values()),
         )
-        if pending.points:
-            batch.spool_body = encode_points(pending.points)
-            batch.spool_points = len(pending.points)
+        batch.spool = [entry.row() for entry in pending.spool]
         delay = 0.25
         while True:
             try:
-                spool_id = await self._store.commit_batch(
+                last_spool_id = await self._store.commit_batch(
                     batch, quarantine_keep=self._quarantine_keep
                 )
                 break
@@ -461,8 +487,8 @@ class Ingestor:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        if spool_id is not None:
-            self._forwarder.spooled(spool_id, pending.points)
+        if pending.spool:
+            self._forwarder.spooled(last_spool_id, pending.spool)
         self.counters["flushes"] += 1
         self._acknowledge(pending.seqs)
         self._idle.set()

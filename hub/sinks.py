@@ -1,7 +1,9 @@
 """Time-series sinks: InfluxDB's v2 write API (through influxdb-client) or embedded SQLite.
 
-Points arrive as line protocol built once on the ingest path; the SQLite sink parses nothing,
-it receives the same points in structured form.
+A write is a :class:`SinkBatch`: the readings of many messages as columns, plus the few points
+of events and gateway health. The InfluxDB sink builds line protocol from the columns (series
+heads cached per device slot) and splits bodies that would be too large; the SQLite sink stores
+one row per reading with its values as columns.
 """
 
 from __future__ import annotations
@@ -9,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import sqlite3
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
-from hub.db import Database
+from hub.columns import DeviceTable, Readings, reading_lines
 from hub.errors import SinkError
 
 
@@ -45,13 +44,47 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SinkBatch:
+    """One write: readings as columns (slots of ``devices``), and other points."""
+
+    readings: Readings | None
+    points: Sequence[Point]
+    devices: DeviceTable
+
+    def lines(self) -> list[str]:
+        """The whole batch as lines of line protocol."""
+        lines = reading_lines(self.readings, self.devices.heads) if self.readings else []
+        lines += [p.line() for p in self.points]
+        return lines
+
+
+# InfluxDB 1.x refuses bodies over 25 MB; stay well under it.
+MAX_WRITE_BYTES = 8 * 1024 * 1024
+
+
+def line_bodies(lines: Sequence[str], max_bytes: int = MAX_WRITE_BYTES) -> list[bytes]:
+    """Lines joined into request bodies of at most ``max_bytes`` (a longer line goes alone)."""
+    bodies: list[bytes] = []
+    start, size = 0, 0
+    for index, line in enumerate(lines):
+        length = len(line) + 1
+        if size and size + length > max_bytes:
+            bodies.append("\n".join(lines[start:index]).encode())
+            start, size = index, 0
+        size += length
+    if start < len(lines):
+        bodies.append("\n".join(lines[start:]).encode())
+    return bodies
+
+
 class TimeSeriesSink(Protocol):
     """Where accepted readings and events are stored."""
 
     name: str
 
-    async def write(self, points: Sequence[Point]) -> None:
-        """Store ``points`` durably or raise :class:`SinkError`."""
+    async def write(self, batch: SinkBatch) -> None:
+        """Store ``batch`` durably or raise :class:`SinkError`."""
         ...
 
     async def aclose(self) -> None:
@@ -68,7 +101,16 @@ class InfluxSink:
 
     name = "influxdb"
 
-    def __init__(self, url: str, *, token: str, org: str, bucket: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str,
+        org: str,
+        bucket: str,
+        timeout_s: float,
+        max_write_bytes: int = MAX_WRITE_BYTES,
+    ) -> None:
         self._client = InfluxDBClient(
             url=url, token=token or "anju", org=org, timeout=int(timeout_s * 1000)
         )
@@ -77,19 +119,24 @@ class InfluxSink:
         self._org = org
         self._precision: Any = WritePrecision.MS
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="influx")
+        self._max_write_bytes = max_write_bytes
+        self.requests = 0
 
-    def _write_sync(self, points: Sequence[Point]) -> None:
-        lines = [p.line() for p in points]  # formatted here, on the writer thread
-        try:
-            self._write_api.write(
-                bucket=self._bucket, org=self._org, record=lines, write_precision=self._precision
-            )
-        except Exception as exc:
-            raise SinkError(f"influxdb write failed: {_short(exc)}") from exc
+    def _write_sync(self, batch: SinkBatch) -> None:
+        # Formatted here, on the writer thread; each body is one request, in order, so a
+        # failure part-way writes the earlier bodies again on retry (same points: overwritten).
+        for body in line_bodies(batch.lines(), self._max_write_bytes):
+            try:
+                self._write_api.write(
+                    bucket=self._bucket, org=self._org, record=body, write_precision=self._precision
+                )
+            except Exception as exc:
+                raise SinkError(f"influxdb write failed: {_short(exc)}") from exc
+            self.requests += 1
 
-    async def write(self, points: Sequence[Point]) -> None:
-        """Write one batch."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_sync, points)
+    async def write(self, batch: SinkBatch) -> None:
+        """Write one batch (in several requests if its body would be too large)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_sync, batch)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -101,76 +148,3 @@ class InfluxSink:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-# One clustered B-tree: a history query is a range scan of its key, an insert touches one tree,
-# and writing the same point again (after a hub crash) replaces it instead of doubling it.
-TSDB_SCHEMA = """
-CREATE TABLE IF NOT EXISTS point (
-    device TEXT NOT NULL, field TEXT NOT NULL, ts INTEGER NOT NULL, measurement TEXT NOT NULL,
-    value REAL NOT NULL, PRIMARY KEY (device, field, ts, measurement)) WITHOUT ROWID;
-"""
-_PURGE_EVERY_S = 3600
-
-
-class SqliteSink:
-    """The embedded default: points in a local SQLite file with bounded retention."""
-
-    name = "sqlite"
-
-    def __init__(self, path: Path, *, retention_days: float) -> None:
-        self._db = Database(path, schema=TSDB_SCHEMA)
-        self._retention_ms = int(retention_days * 86_400_000)
-        self._last_purge = time.monotonic() - _PURGE_EVERY_S  # purge on the first write
-
-    async def write(self, points: Sequence[Point]) -> None:
-        """Insert one batch in one transaction, purging expired rows now and then."""
-        rows = [
-            (p.device, name, p.ts_ms, p.measurement, value)
-            for p in points
-            for name, value in p.fields.items()
-        ]
-        purge_before = None
-        if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
-            self._last_purge = time.monotonic()
-            purge_before = time.time_ns() // 1_000_000 - self._retention_ms
-
-        def _insert(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.executemany("INSERT OR REPLACE INTO point VALUES (?, ?, ?, ?, ?)", rows)
-                if purge_before is not None:
-                    conn.execute("DELETE FROM point WHERE ts < ?", (purge_before,))
-
-        try:
-            await self._db.call(_insert)
-        except sqlite3.Error as exc:
-            raise SinkError(f"sqlite write failed: {exc}") from exc
-
-    async def history(
-        self, device: str, field: str, since_ms: int, limit: int = 10_000
-    ) -> list[tuple[int, float]]:
-        """Stored values of one device's field since ``since_ms``, oldest first."""
-
-        def _query(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(
-                "SELECT ts, value FROM point WHERE device = ? AND field = ? AND ts >= ? "
-                "ORDER BY ts LIMIT ?",
-                (device, field, since_ms, limit),
-            ).fetchall()
-
-        return [(int(ts), float(v)) for ts, v in await self._db.call(_query)]
-
-    async def count(self, measurement: str | None = None) -> int:
-        """How many values are stored (of one measurement, if given)."""
-
-        def _count(conn: sqlite3.Connection) -> int:
-            if measurement is None:
-                return int(conn.execute("SELECT COUNT(*) FROM point").fetchone()[0])
-            row = conn.execute("SELECT COUNT(*) FROM point WHERE measurement = ?", (measurement,))
-            return int(row.fetchone()[0])
-
-        return await self._db.call(_count)
-
-    async def aclose(self) -> None:
-        """Close the database."""
-        self._db.close()

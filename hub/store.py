@@ -7,15 +7,18 @@ hub workers share state.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from hub.db import Database
+from hub.db import Database, transaction
 from hub.errors import StoreError
 from hub.registry import Registry, save_registry
+
+logger = logging.getLogger(__name__)
 
 STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -29,9 +32,9 @@ CREATE INDEX IF NOT EXISTS event_device_ts ON event (device, ts);
 CREATE TABLE IF NOT EXISTS gateway_state (
     gateway TEXT PRIMARY KEY, online INTEGER NOT NULL, session TEXT, agent TEXT,
     config_hash TEXT, last_seen_ms INTEGER, skew_ms INTEGER, health TEXT);
-CREATE TABLE IF NOT EXISTS spool (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, points INTEGER NOT NULL,
-    body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS spool_message (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, channel TEXT NOT NULL,
+    gateway TEXT NOT NULL, points INTEGER NOT NULL, payload BLOB NOT NULL, rejected BLOB);
 CREATE TABLE IF NOT EXISTS seen (
     gateway TEXT NOT NULL, seq INTEGER NOT NULL, received_ms INTEGER NOT NULL,
     PRIMARY KEY (gateway, seq)) WITHOUT ROWID;
@@ -98,6 +101,17 @@ class GatewayRecord:
     skew_ms: int | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpoolRow:
+    """One spooled message, as received."""
+
+    channel: str
+    gateway: str
+    points: int
+    payload: bytes
+    rejected: bytes | None  # int32 indices of the readings that were not accepted
+
+
 @dataclasses.dataclass(slots=True)
 class Batch:
     """Everything one flush makes durable together."""
@@ -107,8 +121,7 @@ class Batch:
     events: list[StoredEvent] = dataclasses.field(default_factory=list)
     seen: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
     gateway_states: list[GatewayRecord] = dataclasses.field(default_factory=list)
-    spool_body: bytes | None = None
-    spool_points: int = 0
+    spool: list[SpoolRow] = dataclasses.field(default_factory=list)
 
 
 # A quarantined payload is kept whole up to this size; larger ones keep their head.
@@ -120,13 +133,23 @@ class HubStore:
 
     def __init__(self, path: Path) -> None:
         self._db = Database(path, schema=STATE_SCHEMA)
+        legacy = self._db.call_sync(_legacy_spool_rows)
+        if legacy:
+            logger.warning(
+                "%d spooled batches of an older hub version are kept in table 'spool' and not "
+                "forwarded; export them by hand if they matter",
+                legacy,
+            )
 
     def save_registry(self, registry: Registry) -> None:
         """Store the registry (at start-up, before ingest begins)."""
         self._db.call_sync(lambda conn: save_registry(conn, registry))
 
-    async def commit_batch(self, batch: Batch, *, quarantine_keep: int) -> int | None:
-        """Make one flush durable in one transaction; return its spool id (None if no points).
+    async def commit_batch(self, batch: Batch, *, quarantine_keep: int) -> int:
+        """Make one flush durable in one transaction; return the last spool id it used.
+
+        The batch's spool rows get consecutive ids ending at the returned one (this store is
+        the only writer).
 
         Raises:
             StoreError: if the database cannot be written (a full disk, say); nothing of the
@@ -138,9 +161,13 @@ class HubStore:
         ]
         events = [_event_row(e) for e in batch.events]
 
-        def _commit(conn: sqlite3.Connection) -> int | None:
-            spool_id = None
-            with conn:
+        spool = [
+            (batch.created_ms, r.channel, r.gateway, r.points, r.payload, r.rejected)
+            for r in batch.spool
+        ]
+
+        def _commit(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
                 conn.executemany(
                     "INSERT INTO quarantine (received_ms, topic, gateway, field, reason,"
                     " payload) VALUES (?, ?, ?, ?, ?, ?)",
@@ -174,36 +201,53 @@ class HubStore:
                         for g in batch.gateway_states
                     ],
                 )
-                if batch.spool_body is not None:
-                    cursor = conn.execute(
-                        "INSERT INTO spool (created_ms, points, body) VALUES (?, ?, ?)",
-                        (batch.created_ms, batch.spool_points, batch.spool_body),
+                if spool:
+                    conn.executemany(
+                        "INSERT INTO spool_message (created_ms, channel, gateway, points,"
+                        " payload, rejected) VALUES (?, ?, ?, ?, ?, ?)",
+                        spool,
                     )
-                    spool_id = cursor.lastrowid
-            return spool_id
+                return _last_spool_id(conn)
 
         try:
             return await self._db.call(_commit)
         except sqlite3.Error as exc:
             raise StoreError(f"hub store write failed: {exc}") from exc
 
-    async def spooled(self, after_id: int, limit: int) -> list[tuple[int, int, bytes]]:
-        """Spooled batches after ``after_id``, oldest first: ``(id, points, body)``."""
+    async def spooled_ids(self, after_id: int, limit: int) -> list[int]:
+        """Ids of spooled messages after ``after_id``, oldest first."""
 
         def _query(conn: sqlite3.Connection) -> list[Any]:
             return conn.execute(
-                "SELECT id, points, body FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
+                "SELECT id FROM spool_message WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
             ).fetchall()
 
-        return [(int(i), int(n), bytes(b)) for i, n, b in await self._db.call(_query)]
+        return [int(i) for (i,) in await self._db.call(_query)]
 
-    async def unspool(self, spool_id: int) -> None:
-        """Forget a batch that the time-series store has accepted."""
+    async def spooled_rows(self, ids: list[int]) -> dict[int, SpoolRow]:
+        """The spooled messages of ``ids`` (read back only after a restart)."""
+        wanted = set(ids)
+
+        def _query(conn: sqlite3.Connection) -> list[Any]:
+            # The ids come from one range of the spool: read the range, keep those asked for.
+            return conn.execute(
+                "SELECT id, channel, gateway, points, payload, rejected FROM spool_message "
+                "WHERE id BETWEEN ? AND ?",
+                (min(ids), max(ids)),
+            ).fetchall()
+
+        return {
+            int(i): SpoolRow(channel, gateway, int(n), bytes(payload), rejected)
+            for i, channel, gateway, n, payload, rejected in await self._db.call(_query)
+            if i in wanted
+        }
+
+    async def unspool_through(self, spool_id: int) -> None:
+        """Forget every message up to ``spool_id``: the time-series store has them."""
 
         def _delete(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("DELETE FROM spool WHERE id = ?", (spool_id,))
+            with transaction(conn):
+                conn.execute("DELETE FROM spool_message WHERE id <= ?", (spool_id,))
 
         await self._db.call(_delete)
 
@@ -211,19 +255,14 @@ class HubStore:
         """Batches and points waiting in the spool (at start-up)."""
         row = self._db.call_sync(
             lambda conn: conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(points), 0) FROM spool"
+                "SELECT COUNT(*), COALESCE(SUM(points), 0) FROM spool_message"
             ).fetchone()
         )
         return int(row[0]), int(row[1])
 
     def spool_max_id_sync(self) -> int:
         """The newest spool id (at start-up)."""
-        row = self._db.call_sync(
-            lambda conn: conn.execute(
-                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'spool'), 0)"
-            ).fetchone()
-        )
-        return int(row[0])
+        return self._db.call_sync(_last_spool_id)
 
     def load_seen(self, per_gateway: int) -> dict[str, list[int]]:
         """The newest accepted seqs of each gateway, oldest first (at start-up)."""
@@ -245,7 +284,7 @@ class HubStore:
         """Forget dedup records older than ``before_ms``."""
 
         def _delete(conn: sqlite3.Connection) -> None:
-            with conn:
+            with transaction(conn):
                 conn.execute("DELETE FROM seen WHERE received_ms < ?", (before_ms,))
 
         await self._db.call(_delete)
@@ -300,6 +339,20 @@ class HubStore:
 def _event_row(e: StoredEvent) -> tuple[Any, ...]:
     data = orjson.dumps(e.data).decode()
     return (e.ts, e.received_ms, e.gateway, e.seq, e.device, e.kind, data, int(e.replay))
+
+
+def _last_spool_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'spool_message'), 0)"
+    ).fetchone()
+    return int(row[0])
+
+
+def _legacy_spool_rows(conn: sqlite3.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spool'"
+    ).fetchone()
+    return int(conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0]) if exists else 0
 
 
 def _marks(count: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wire.codec import MAX_PAYLOAD_BYTES, PAYLOAD_BY_CHANNEL, decode, decode_as, encode
+from wire.columns import DataColumns, decode_data_columns
 from wire.errors import DecodeError, TopicError, WireError
 from wire.events import (
     EVENT_SPECS,
@@ -69,6 +70,7 @@ __all__ = [
     "ConfigApplied",
     "ConfigPush",
     "DataBatch",
+    "DataColumns",
     "DecodeError",
     "Event",
     "EventSpec",
@@ -85,6 +87,7 @@ __all__ = [
     "config_version",
     "decode",
     "decode_as",
+    "decode_data_columns",
     "encode",
     "is_life_safety",
     "is_valid_id",

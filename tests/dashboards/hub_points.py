@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hub import HubStore, Ingestor, Point, Registry, load_site
+from hub import HubStore, Ingestor, Point, Registry, SinkBatch, load_site
+from hub.columns import DeviceTable
 from hub.ingest import RuleSink
 from hub.spool import Forwarder
-from wire import DataBatch, Event, GatewayTopics, Health, Reading, encode
+from wire import DataBatch, Event, GatewayTopics, Health, Measurement, Reading, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_FILE = ROOT / "config" / "site.yaml"
@@ -54,8 +54,15 @@ class RecordingSink:
     def __init__(self) -> None:
         self.points: list[Point] = []
 
-    async def write(self, points: Sequence[Point]) -> None:
-        self.points.extend(points)
+    async def write(self, batch: SinkBatch) -> None:
+        if batch.readings is not None:
+            for slot, ts, values in batch.readings.rows():
+                device = batch.devices.device(slot)
+                assert device is not None
+                self.points.append(
+                    Point(Measurement.READING.value, device.tags, values, ts, device.id)
+                )
+        self.points.extend(batch.points)
 
     async def aclose(self) -> None:
         return None
@@ -109,9 +116,11 @@ async def hub_points(workdir: Path, ts_ms: int) -> list[Point]:
     store = HubStore(workdir / "hub.sqlite3")
     store.save_registry(registry)
     sink = RecordingSink()
-    forwarder = Forwarder(store, sink)
+    devices = DeviceTable(registry)
+    forwarder = Forwarder(store, sink, devices)
     ingestor = Ingestor(
         registry=registry,
+        devices=devices,
         store=store,
         forwarder=forwarder,
         rules=RuleSink(),

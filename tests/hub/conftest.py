@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from hub import HubStore, Ingestor, Registry, SqliteSink, parse_site
+from hub.columns import DeviceTable, Readings
 from hub.ingest import RuleSink
 from hub.spool import Forwarder
 from wire import Ack
@@ -64,12 +65,17 @@ def now_ms() -> int:
 
 
 class RecordingRules(RuleSink):
-    def __init__(self) -> None:
+    def __init__(self, devices: DeviceTable | None = None) -> None:
         self.readings: list[tuple[str, int, dict[str, float]]] = []
         self.events: list[tuple[str, int, str]] = []
+        self.devices = devices
 
-    def on_reading(self, device, ts_ms, values):
-        self.readings.append((device.id, ts_ms, dict(values)))
+    def on_readings(self, readings: Readings) -> None:
+        assert self.devices is not None
+        for slot, ts, values in readings.rows():
+            device = self.devices.device(slot)
+            assert device is not None
+            self.readings.append((device.id, ts, values))
 
     def on_event(self, device, ts_ms, kind, data):
         self.events.append((device.id, ts_ms, kind))
@@ -115,11 +121,13 @@ async def rig(tmp_path, registry) -> AsyncIterator[IngestRig]:
     store = HubStore(tmp_path / "hub.sqlite3")
     store.save_registry(registry)
     sink = SqliteSink(tmp_path / "tsdb.sqlite3", retention_days=30)
-    rules = RecordingRules()
+    devices = DeviceTable(registry)
+    rules = RecordingRules(devices)
     acks: list[tuple[str, Ack]] = []
-    forwarder = Forwarder(store, sink)
+    forwarder = Forwarder(store, sink, devices)
     ingestor = Ingestor(
         registry=registry,
+        devices=devices,
         store=store,
         forwarder=forwarder,
         rules=rules,

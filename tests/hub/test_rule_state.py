@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hub import Hub, HubConfig, NotifierSettings
+from hub.columns import Readings
 from hub.lifecycle import SystemTransition
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -33,8 +34,9 @@ async def test_a_pending_threshold_survives_a_restart_and_fires_at_its_deadline(
 ) -> None:
     hub = _hub(tmp_path)
     device = hub.registry.devices["b3-2-201-th"]
-    hub.rules.on_reading(device, T0, {"temperature": 60.0})
-    hub.rules.on_reading(device, T0 + 4000, {"temperature": 61.0})
+    slot = hub.devices.slot_of[device.id]
+    hub.rules.on_readings(Readings.one(slot, T0, {"temperature": 60.0}))
+    hub.rules.on_readings(Readings.one(slot, T0 + 4000, {"temperature": 61.0}))
     assert hub.rules.backlog == 2  # evaluated off the ingest path
     assert hub.rules.evaluate() == 2
     [pending] = [a for a in hub.rules.engine.active() if a.rule_id == "high-temperature"]

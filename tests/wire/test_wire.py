@@ -28,7 +28,16 @@ TS = 1_700_000_000_000
 
 def test_public_api_is_complete():
     public = sorted((n for n in vars(wire) if not n.startswith("_")), key=str)
-    modules = {"codec", "errors", "events", "measurements", "payloads", "placeholders", "topics"}
+    modules = {
+        "codec",
+        "columns",
+        "errors",
+        "events",
+        "measurements",
+        "payloads",
+        "placeholders",
+        "topics",
+    }
     assert set(wire.__all__) == set(public) - modules - {"annotations"}
 
 

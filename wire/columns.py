@@ -1,0 +1,181 @@
+"""A v1 data batch decoded straight into columns, for the hub's hot path.
+
+:func:`decode_data_columns` gives what :class:`wire.DataBatch` validates, without a Python
+object per reading: the device ids as a list, the timestamps as one ``int64`` array and one
+``float64`` array per value name (NaN where a reading has no such value). Each check runs over
+whole lists in C (``map``, ``set``, numpy); the first payload that fails any of them is decoded
+again by the pydantic model, so the error names the field and the reason exactly as
+:func:`wire.decode_as` does. A payload the fast checks refuse but the model accepts (none is
+known) is still decoded, from the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from wire.codec import MAX_PAYLOAD_BYTES, decode_as
+from wire.errors import DecodeError
+from wire.payloads import (
+    MAX_READINGS_PER_BATCH,
+    MAX_TS_MS,
+    MAX_VALUES_PER_READING,
+    MIN_TS_MS,
+    SCHEMA_VERSION,
+    DataBatch,
+)
+
+_ENVELOPE_KEYS = frozenset({"v", "session", "seq", "replay", "readings"})
+_REQUIRED_KEYS = frozenset({"v", "session", "seq", "readings"})
+_READING_KEYS = 3  # dev, ts, values: with all three found, a length of 3 means no others
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_NUMBER_TYPES = frozenset({int, float})
+_SEQ_LIMIT = 2**63
+_MAX_SESSION = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class DataColumns:
+    """One data batch as columns; reading ``i`` is ``devs[i]``, ``ts[i]``, ``fields[*][i]``."""
+
+    session: str
+    seq: int
+    replay: bool
+    devs: list[str]
+    ts: NDArray[np.int64]
+    fields: dict[str, NDArray[np.float64]]
+
+    def __len__(self) -> int:
+        return len(self.devs)
+
+
+class _Slow(Exception):  # noqa: N818 - control flow: let the model say what is wrong
+    pass
+
+
+# Value names seen valid so far: the regular expression runs once per name, not per value.
+_valid_names: set[str] = set()
+
+
+def decode_data_columns(raw: bytes) -> DataColumns:
+    """Decode a data batch into columns.
+
+    Raises:
+        DecodeError: naming the field and the reason, as :func:`wire.decode_as` would.
+    """
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise DecodeError("$", f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("$", f"not valid JSON: {exc}") from None
+    try:
+        return _columns(obj)
+    except (_Slow, KeyError, TypeError, ValueError, OverflowError):
+        return _from_model(decode_as(DataBatch, raw))
+
+
+def _columns(obj: Any) -> DataColumns:
+    if type(obj) is not dict or not _REQUIRED_KEYS <= obj.keys() <= _ENVELOPE_KEYS:
+        raise _Slow
+    version, session, seq = obj["v"], obj["session"], obj["seq"]
+    replay = obj.get("replay", False)
+    readings = obj["readings"]
+    if (
+        type(version) is not int
+        or version != SCHEMA_VERSION
+        or type(session) is not str
+        or not 0 < len(session) <= _MAX_SESSION
+        or type(seq) is not int
+        or not 0 <= seq < _SEQ_LIMIT
+        or type(replay) is not bool
+        or type(readings) is not list
+        or not 0 < len(readings) <= MAX_READINGS_PER_BATCH
+    ):
+        raise _Slow
+    # Each line below is one pass in C over the readings; a KeyError or TypeError means a
+    # reading is not the mapping it should be, and the model explains which.
+    devs = [r["dev"] for r in readings]
+    stamps = [r["ts"] for r in readings]
+    values = [r["values"] for r in readings]
+    if (
+        set(map(len, readings)) != {_READING_KEYS}
+        or set(map(type, devs)) != {str}
+        or set(map(type, stamps)) != {int}
+        or set(map(type, values)) != {dict}
+    ):
+        raise _Slow
+    counts = list(map(len, values))
+    if min(counts) < 1 or max(counts) > MAX_VALUES_PER_READING:
+        raise _Slow
+    ts = np.array(stamps, dtype=np.int64)
+    if ts.min() < MIN_TS_MS or ts.max() > MAX_TS_MS:
+        raise _Slow
+    numbers = list(chain.from_iterable(map(dict.values, values)))
+    if not set(map(type, numbers)) <= _NUMBER_TYPES:
+        raise _Slow  # a string, a boolean, null: the model names it
+    flat = np.array(numbers, dtype=np.float64)
+    if not np.isfinite(flat).all():
+        raise _Slow  # integers beyond float range
+    return DataColumns(session, seq, replay, devs, ts, _spread(values, counts, flat))
+
+
+def _spread(
+    values: list[dict[str, Any]], counts: list[int], flat: NDArray[np.float64]
+) -> dict[str, NDArray[np.float64]]:
+    """One array per value name from the readings' values, NaN where a reading has none."""
+    n = len(values)
+    signatures = set(map(tuple, values))
+    if len(signatures) == 1:
+        # Every reading has the same names in the same order (one device kind): a reshape.
+        (names,) = signatures
+        _check_names(names)
+        matrix = flat.reshape(n, len(names))
+        return {name: np.ascontiguousarray(matrix[:, j]) for j, name in enumerate(names)}
+    all_names = list(chain.from_iterable(values))
+    index: dict[str, int] = {}
+    codes = np.fromiter(
+        (index.setdefault(name, len(index)) for name in all_names),
+        dtype=np.int32,
+        count=len(all_names),
+    )
+    _check_names(index)
+    rows = np.repeat(np.arange(n), counts)
+    fields: dict[str, NDArray[np.float64]] = {}
+    for name, code in index.items():
+        column = np.full(n, np.nan)
+        where = codes == code
+        column[rows[where]] = flat[where]
+        fields[name] = column
+    return fields
+
+
+def _check_names(names: Any) -> None:
+    for name in names:
+        if name not in _valid_names:
+            if not _NAME.match(name):
+                raise _Slow
+            _valid_names.add(name)
+
+
+def _from_model(batch: DataBatch) -> DataColumns:
+    readings = batch.readings
+    names = list(dict.fromkeys(chain.from_iterable(r.values for r in readings)))
+    fields = {
+        name: np.array([r.values.get(name, np.nan) for r in readings], dtype=np.float64)
+        for name in names
+    }
+    return DataColumns(
+        batch.session,
+        batch.seq,
+        batch.replay,
+        [r.dev for r in readings],
+        np.array([r.ts for r in readings], dtype=np.int64),
+        fields,
+    )

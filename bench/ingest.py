@@ -179,25 +179,51 @@ def run(
 
 
 class _SqliteStore:
-    """The hub's embedded time-series store, read through a read-only connection."""
+    """The hub's embedded time-series store, read through a read-only connection.
+
+    A reading is a row of a day table (``reading_<day>``) with a column per value name; a
+    sample is one non-NULL value. The key ``(device, ts)`` makes a second copy of a reading
+    impossible, so what is checked is that every expected value is there, and no other.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _query(self, sql: str) -> int:
+    def _tables(self, conn: sqlite3.Connection) -> list[tuple[str, list[str]]]:
+        names = [
+            n
+            for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if n.startswith("reading_")
+        ]
+        return [
+            (n, [c[1] for c in conn.execute(f"PRAGMA table_info({n})") if c[1].startswith("v_")])
+            for n in names
+        ]
+
+    def _counts(self) -> tuple[int, int]:
+        """Samples (non-NULL values) and series (device and value name pairs)."""
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
         except sqlite3.OperationalError:
-            return 0  # not created yet
+            return 0, 0  # not created yet
+        samples, series = 0, set[tuple[int, str]]()
         try:
-            return int(conn.execute(sql).fetchone()[0])
+            for table, columns in self._tables(conn):
+                for column in columns:
+                    rows = conn.execute(
+                        f'SELECT device, COUNT("{column}") FROM {table} '  # noqa: S608
+                        f'WHERE "{column}" IS NOT NULL GROUP BY device'
+                    ).fetchall()
+                    samples += sum(n for _, n in rows)
+                    series.update((device, column) for device, _ in rows)
         except sqlite3.OperationalError:
-            return 0
+            return 0, 0
         finally:
             conn.close()
+        return samples, len(series)
 
     def samples(self) -> int:
-        return self._query("SELECT COUNT(*) FROM point WHERE measurement = 'reading'")
+        return self._counts()[0]
 
     def wait_stored(self, expected: int, timeout: float, interval: float = 0.05) -> float:
         """Poll until the store holds ``expected`` values; return when that look began."""
@@ -212,16 +238,8 @@ class _SqliteStore:
             time.sleep(interval)
 
     def count(self) -> dict[str, int]:
-        samples = self.samples()
-        distinct = self._query(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT device, field, ts FROM point "
-            "WHERE measurement = 'reading')"
-        )
-        series = self._query(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT device, field FROM point "
-            "WHERE measurement = 'reading')"
-        )
-        return {"series": series, "samples": samples, "duplicate_timestamps": samples - distinct}
+        samples, series = self._counts()
+        return {"series": series, "samples": samples, "duplicate_timestamps": 0}
 
 
 def _run(

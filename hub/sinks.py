@@ -52,10 +52,10 @@ class SinkBatch:
     points: Sequence[Point]
     devices: DeviceTable
 
-    def lines(self) -> list[str]:
+    def lines(self) -> list[bytes]:
         """The whole batch as lines of line protocol."""
         lines = reading_lines(self.readings, self.devices.heads) if self.readings else []
-        lines += [p.line() for p in self.points]
+        lines += [p.line().encode() for p in self.points]
         return lines
 
 
@@ -63,18 +63,20 @@ class SinkBatch:
 MAX_WRITE_BYTES = 8 * 1024 * 1024
 
 
-def line_bodies(lines: Sequence[str], max_bytes: int = MAX_WRITE_BYTES) -> list[bytes]:
+def line_bodies(lines: Sequence[bytes], max_bytes: int = MAX_WRITE_BYTES) -> list[bytes]:
     """Lines joined into request bodies of at most ``max_bytes`` (a longer line goes alone)."""
+    if sum(map(len, lines)) + len(lines) <= max_bytes:
+        return [b"\n".join(lines)] if lines else []
     bodies: list[bytes] = []
     start, size = 0, 0
     for index, line in enumerate(lines):
         length = len(line) + 1
         if size and size + length > max_bytes:
-            bodies.append("\n".join(lines[start:index]).encode())
+            bodies.append(b"\n".join(lines[start:index]))
             start, size = index, 0
         size += length
     if start < len(lines):
-        bodies.append("\n".join(lines[start:]).encode())
+        bodies.append(b"\n".join(lines[start:]))
     return bodies
 
 

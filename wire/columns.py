@@ -30,6 +30,7 @@ from wire.payloads import (
     SCHEMA_VERSION,
     DataBatch,
 )
+from wire.topics import ID_PATTERN
 
 _ENVELOPE_KEYS = frozenset({"v", "session", "seq", "replay", "readings"})
 _REQUIRED_KEYS = frozenset({"v", "session", "seq", "readings"})
@@ -59,8 +60,12 @@ class _Slow(Exception):  # noqa: N818 - control flow: let the model say what is 
     pass
 
 
-# Value names seen valid so far: the regular expression runs once per name, not per value.
+# Value names and device ids seen valid so far: the regular expressions run once per name, not
+# per value. Bounded, so that a stream of made-up ids cannot grow them without end.
 _valid_names: set[str] = set()
+_valid_devs: set[str] = set()
+_MAX_REMEMBERED = 100_000
+_DEV = re.compile(ID_PATTERN)
 
 
 def decode_data_columns(raw: bytes) -> DataColumns:
@@ -111,6 +116,7 @@ def _columns(obj: Any) -> DataColumns:
         or set(map(type, values)) != {dict}
     ):
         raise _Slow
+    _check_ids(devs)
     counts = list(map(len, values))
     if min(counts) < 1 or max(counts) > MAX_VALUES_PER_READING:
         raise _Slow
@@ -161,7 +167,16 @@ def _check_names(names: Any) -> None:
         if name not in _valid_names:
             if not _NAME.match(name):
                 raise _Slow
-            _valid_names.add(name)
+            if len(_valid_names) < _MAX_REMEMBERED:
+                _valid_names.add(name)
+
+
+def _check_ids(devs: list[str]) -> None:
+    for dev in set(devs).difference(_valid_devs):
+        if not _DEV.match(dev):
+            raise _Slow
+        if len(_valid_devs) < _MAX_REMEMBERED:
+            _valid_devs.add(dev)
 
 
 def _from_model(batch: DataBatch) -> DataColumns:

@@ -9,12 +9,19 @@ import numpy as np
 import orjson
 import pytest
 
-from wire import MAX_READINGS_PER_BATCH, DataBatch, DecodeError, decode_as, decode_data_columns
+from wire import (
+    MAX_READINGS_PER_BATCH,
+    DataBatch,
+    DataColumns,
+    DecodeError,
+    decode_as,
+    decode_data_columns,
+)
 
 TS = 1_767_636_000_000
 
 
-def as_rows(columns):
+def as_rows(columns: DataColumns) -> list[tuple[str, int, dict[str, float]]]:
     out = []
     for i, dev in enumerate(columns.devs):
         values = {k: float(v[i]) for k, v in columns.fields.items() if not math.isnan(v[i])}
@@ -22,7 +29,7 @@ def as_rows(columns):
     return out
 
 
-def model_rows(batch: DataBatch):
+def model_rows(batch: DataBatch) -> list[tuple[str, int, dict[str, float]]]:
     return [(r.dev, r.ts, {k: float(v) for k, v in r.values.items()}) for r in batch.readings]
 
 

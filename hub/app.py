@@ -486,5 +486,6 @@ def _make_sink(config: HubConfig) -> TimeSeriesSink:
             org=influx.org,
             bucket=influx.bucket,
             timeout_s=influx.timeout_s,
+            max_write_bytes=influx.max_write_bytes,
         )
     return SqliteSink(config.data_dir / "tsdb.sqlite3", retention_days=config.retention_days)

@@ -43,6 +43,11 @@ class InfluxSettings(_Frozen):
     org: str = Field(default="anju", description="organisation")
     bucket: str = Field(default="anju", description="bucket (database)")
     timeout_s: Seconds = Field(default=10.0, description="per write request")
+    max_write_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=4096,
+        description="a write larger than this goes as several requests (InfluxDB 1.x: < 25 MB)",
+    )
 
 
 class IngestSettings(_Frozen):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import http.server
 import os
 import signal
 import sqlite3
@@ -167,13 +168,15 @@ def hub_document(
     victoria: VictoriaMetrics,
     *,
     ingest: Mapping[str, Any] | None = None,
+    store_url: str | None = None,
 ) -> dict[str, Any]:
     """A hub config writing to VictoriaMetrics through the InfluxDB v2 write API."""
+    influx: dict[str, Any] = {"url": store_url or victoria.url, "timeout_s": 5}
     return {
         "site_file": str(site_file),
         "data_dir": str(data_dir),
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": HUB_CLIENT_ID},
-        "influx": {"url": victoria.url, "timeout_s": 5},
+        "influx": influx,
         "ingest": dict(ingest or {}),
         "notifiers": {"log": False},
     }
@@ -539,26 +542,75 @@ def read_spool(data_dir: Path) -> SpoolState:
         return SpoolState(0, 0, None, None)
     with _sqlite(path) as conn:
         count, points, first, last = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(points), 0), MIN(id), MAX(id) FROM spool"
+            "SELECT COUNT(*), COALESCE(SUM(points), 0), MIN(id), MAX(id) FROM spool_message"
         ).fetchone()
     return SpoolState(int(count), int(points), first, last)
 
 
-def kill_when_spool_shrinks(hub: Daemon, data_dir: Path, below: int, timeout: float) -> float:
-    """SIGKILL the hub the moment its spool holds fewer than ``below`` batches.
+class StoreProxy:
+    """An HTTP relay between the hub and VictoriaMetrics that can kill the hub mid-write.
 
-    That is, as soon as the forwarder has written a backlog to the store and begun removing
-    it from the spool, one batch at a time: the rest of that write is then written again
-    after a restart.  Polls on one open connection, without pausing; returns the seconds.
+    Armed with :meth:`kill_after_write`, it relays the hub's next write request, and once the
+    store has accepted it, SIGKILLs the hub before answering: the hub dies between a write and
+    the removal of its messages from the spool, every time, not when a race happens to fall.
     """
-    start = time.monotonic()
-    with _sqlite(hub_db_path(data_dir)) as conn:
-        while conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0] >= below:
-            hub.check_alive()
-            if time.monotonic() - start > timeout:
-                raise AssertionError(f"the spool did not shrink in {timeout:g} s")
-        hub.kill()
-    return time.monotonic() - start
+
+    def __init__(self, victoria: VictoriaMetrics) -> None:
+        self._target = victoria.url
+        self._armed: Daemon | None = None
+        self.killed = threading.Event()
+        self._lock = threading.Lock()
+        self._stored: collections.Counter[bytes] = collections.Counter()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    reply = httpx.post(
+                        proxy._target + self.path,
+                        content=body,
+                        headers={"Content-Type": self.headers.get("Content-Type", "text/plain")},
+                        timeout=10,
+                    )
+                    status = reply.status_code
+                except httpx.HTTPError:
+                    status = 503
+                if status < 300:
+                    with proxy._lock:
+                        proxy._stored.update(body.splitlines())
+                armed = proxy._armed
+                if armed is not None and status < 300:
+                    proxy._armed = None
+                    armed.kill()
+                    proxy.killed.set()
+                    return
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def written_twice(self) -> int:
+        """Lines the store accepted more than once."""
+        with self._lock:
+            return sum(1 for count in self._stored.values() if count > 1)
+
+    def kill_after_write(self, hub: Daemon) -> None:
+        """SIGKILL ``hub`` once the store has taken its next write, before it hears so."""
+        self.killed.clear()
+        self._armed = hub
+
+    def close(self) -> None:
+        """Stop relaying."""
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -816,6 +868,7 @@ class Rig:
         replay_rate: float = 20.0,
         ingest: Mapping[str, Any] | None = None,
         faketime_file: Path | None = None,
+        store_proxy: bool = False,
     ) -> None:
         self.tmp_path = tmp_path
         self.broker = broker
@@ -823,10 +876,18 @@ class Rig:
         self.devices = list(devices if devices is not None else device_specs())
         self.edge_dir = tmp_path / "edge"
         self.hub_dir = tmp_path / "hub"
+        self.proxy = StoreProxy(victoria) if store_proxy else None
         site_file = write_yaml(tmp_path / "site.yaml", site_document(self.devices))
         hub_config = write_yaml(
             tmp_path / "hub.yaml",
-            hub_document(site_file, self.hub_dir, broker, victoria, ingest=ingest),
+            hub_document(
+                site_file,
+                self.hub_dir,
+                broker,
+                victoria,
+                ingest=ingest,
+                store_url=self.proxy.url if self.proxy is not None else None,
+            ),
         )
         edge_config = write_yaml(
             tmp_path / "edge.yaml",
@@ -953,6 +1014,8 @@ class Rig:
         for daemon in (self.agent, self.drain, self.hub):
             daemon.kill()
         self.tap.close()
+        if self.proxy is not None:
+            self.proxy.close()
 
     def __enter__(self) -> Self:
         return self

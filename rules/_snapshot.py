@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from rules.engine import (
+from rules._reference import (
     AlertState,
     EngineState,
     Subject,

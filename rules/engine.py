@@ -34,8 +34,20 @@ from rules._reference import (
     Subject,
     Transition,
 )
+from rules._snapshot import (
+    ARRAYS_MAGIC,
+    SNAPSHOT_VERSION,
+    RestoreReport,
+    SnapshotError,
+    decode_arrays,
+    decode_document,
+    encode_arrays,
+    encode_document,
+    kept_rules,
+    rule_fingerprint,
+)
 from rules.kinds import KINDS, Batch, LastSeen, ReadingGroup, scope_masks
-from rules.models import AbsenceRule, InactivityRule, ThresholdRule
+from rules.models import AbsenceRule, InactivityRule, RuleBase, ThresholdRule
 from rules.ruleset import RuleSet
 
 __all__ = [
@@ -75,6 +87,7 @@ class Engine(SequentialEngine):
         self._slot_of: dict[str, int] = {}
         self._groups: dict[str, tuple[ReadingGroup, ...]] = {}
         self._seen = LastSeen()
+        self._fingerprints: dict[str, str] = {}
         self._build()
 
     # -- subjects ---------------------------------------------------------------------------
@@ -127,17 +140,25 @@ class Engine(SequentialEngine):
             subjects[slot] = subject
             self.set_subjects(subjects)
             return slot
-        slot = len(self._subjects)
-        self._subjects.append(subject)
-        self._slot_of[subject.device] = slot
-        self._scope(np.array([slot], dtype=np.int64), [subject])
+        self._add_slots([subject])
+        return len(self._subjects) - 1
+
+    def _add_slots(self, subjects: Sequence[Subject]) -> None:
+        """Give each of ``subjects`` (devices without a slot) the next free slot."""
+        if not subjects:
+            return
+        first = len(self._subjects)
+        self._subjects.extend(subjects)
+        for slot, subject in enumerate(subjects, start=first):
+            self._slot_of[subject.device] = slot
+        self._scope(np.arange(first, len(self._subjects), dtype=np.int64), subjects)
+        devices = [subject.device for subject in subjects]
         for table in _ARRAY_TABLES:
             detached: dict[Any, Any] = getattr(self, "_" + table)
             if detached:
                 for group in self._tables(table):
-                    group.load(detached, self._slot_of, (subject.device,))
+                    group.load(detached, self._slot_of, devices)
         self._seen.resize(len(self._subjects))
-        return slot
 
     def _build(self) -> None:
         groups: dict[str, tuple[ReadingGroup, ...]] = {}
@@ -368,6 +389,186 @@ class Engine(SequentialEngine):
             active=active,
         )
 
+    def snapshot(self) -> bytes:
+        """The evaluation state as bytes (format version 2), for :meth:`restore`.
+
+        What it holds is what the sequential engine's snapshot holds (see
+        :meth:`SequentialEngine.snapshot <rules._reference.SequentialEngine.snapshot>`); the
+        states that live in arrays are written as arrays, so that saving the state of a large
+        community takes milliseconds (see :mod:`rules._snapshot`).
+        """
+        self._seen.sync_all()
+        aside = EngineState(
+            thresholds=self._thresholds,
+            events=self._events,
+            rates=self._rates,
+            flats=self._flats,
+            anomalies=self._anomalies,
+            counts=self._counts,
+            silences=self._silences,
+            correlations=self._correlations,
+        )
+        document = encode_document(self._rules, aside, self._fingerprint, SNAPSHOT_VERSION)
+        buffers: list[NDArray[Any]] = []
+        groups: list[dict[str, Any]] = []
+        for group in self._all_groups():
+            if group.table is None:
+                continue
+            pairs, columns = group.dump()
+            if not pairs.size:
+                continue
+            spec: dict[str, Any] = {
+                "table": group.table,
+                "metric": group.metric,
+                "rules": [rule.id for rule in group.rules],
+                "rule": len(buffers),
+                "device": len(buffers) + 1,
+                "columns": {},
+            }
+            buffers += [group.pair_rule[pairs], group.pair_slot[pairs]]
+            for name, column in columns.items():
+                spec["columns"][name] = len(buffers)
+                buffers.append(column)
+            for rule in group.rules:
+                document["rules"].setdefault(rule.id, self._fingerprint(rule))
+            groups.append(spec)
+        document["devices"] = [[s.device, s.labels] for s in self._subjects]
+        document["groups"] = groups
+        return encode_arrays(document, buffers)
+
+    def restore(self, blob: bytes) -> RestoreReport:
+        """Replace the evaluation state with the one in ``blob`` (format version 1 or 2).
+
+        See :meth:`SequentialEngine.restore <rules._reference.SequentialEngine.restore>`.
+        A device of the snapshot without a slot here gets the next free one, with the labels
+        it had then (a later :meth:`set_subjects` numbers the devices anew).
+
+        Raises:
+            SnapshotError: ``blob`` is not a snapshot, is corrupt or has another format version;
+                the engine is left as it was.
+        """
+        if not blob.startswith(ARRAYS_MAGIC):
+            return super().restore(blob)
+        document, buffers = decode_arrays(blob)
+        state, report = decode_document(self._rules, document, self._fingerprint)
+        kept = kept_rules(self._rules, document.get("rules"), self._fingerprint)
+        devices, stored = self._read_groups(document, buffers, kept)
+        self._adopt(state)
+        # A device the engine has no slot for gets one, with the labels it had.
+        self._add_slots(
+            [Subject(d, labels) for d, labels in devices.items() if d not in self._slot_of]
+        )
+        devices_list = list(devices)
+        restored = dropped_states = 0
+        dropped: list[str] = []
+        at = np.array([self._slot_of[device] for device in devices_list], dtype=np.int64)
+        for checked, local, rule, device, columns, rule_ids in stored:
+            # The groups were built anew: the same rules, metric and kind, empty.
+            group = None if checked is None else self._group(checked.table, checked.metric)
+            mine = local[rule] if group is not None else np.full(rule.size, -1)
+            keep = mine >= 0
+            dropped += [rule_ids[r] for r in np.unique(rule[~keep]).tolist()]
+            dropped_states += int((~keep).sum())
+            if group is None or not keep.any():
+                continue
+            restored += int(keep.sum())
+            kept_columns = {name: column[keep] for name, column in columns.items()}
+            pairs = group.locate(mine[keep], at[device[keep]])
+            found = pairs >= 0
+            group.put(pairs[found], {n: c[found] for n, c in kept_columns.items()})
+            if not found.all():
+                aside_devices = device[keep][~found].tolist()
+                subjects = [self._subject_of(devices_list[d]) for d in aside_devices]
+                detached = group.detach(
+                    mine[keep][~found], subjects, {n: c[~found] for n, c in kept_columns.items()}
+                )
+                getattr(self, "_" + str(group.table)).update(detached)
+        return RestoreReport(
+            states=report.states + restored,
+            dropped=report.dropped + dropped_states,
+            dropped_rules=tuple(sorted(set(report.dropped_rules) | set(dropped))),
+        )
+
+    def _group(self, table: object, metric: object) -> ReadingGroup | None:
+        groups = self._groups.get(metric, ()) if isinstance(metric, str) else ()
+        return next((group for group in groups if group.table == table), None)
+
+    def _subject_of(self, device: str) -> Subject:
+        slot = self._slot_of.get(device)
+        return self._subjects[slot] if slot is not None else Subject(device, {})
+
+    def _fingerprint(self, rule: RuleBase) -> str:
+        found = self._fingerprints.get(rule.id)
+        if found is None:
+            found = self._fingerprints[rule.id] = rule_fingerprint(rule)
+        return found
+
+    def _read_groups(
+        self,
+        document: Mapping[str, Any],
+        buffers: Sequence[NDArray[Any]],
+        kept: Mapping[str, Any],
+    ) -> tuple[dict[str, dict[str, str]], list[_Stored]]:
+        """The array states of a version 2 snapshot, checked before anything is changed."""
+        raw = document.get("devices")
+        devices: dict[str, dict[str, str]] = {}
+        items: list[Any] = raw if isinstance(raw, list) else [None]
+        for item in items:
+            ok = isinstance(item, list) and len(item) == 2  # noqa: PLR2004 - [device, labels]
+            device, labels = (item[0], item[1]) if ok else (None, None)
+            if (
+                not isinstance(device, str)
+                or not isinstance(labels, dict)
+                or not all(isinstance(v, str) for v in labels.values())
+                or device in devices
+            ):
+                raise SnapshotError("snapshot 'devices' is not a list of [device, {label: text}]")
+            devices[device] = labels
+        specs = document.get("groups")
+        if not isinstance(specs, list):
+            raise SnapshotError("snapshot 'groups' is not a list")
+        stored: list[_Stored] = []
+        for index, spec in enumerate(specs):
+            where = f"snapshot groups[{index}]"
+            try:
+                stored.append(self._read_group(spec, buffers, kept, len(devices)))
+            except (KeyError, TypeError, IndexError, ValueError) as exc:
+                raise SnapshotError(f"{where}: damaged ({exc!r})") from None
+            except _GroupError as exc:
+                raise SnapshotError(f"{where}: {exc}") from None
+        return devices, stored
+
+    def _read_group(
+        self,
+        spec: Mapping[str, Any],
+        buffers: Sequence[NDArray[Any]],
+        kept: Mapping[str, Any],
+        devices: int,
+    ) -> _Stored:
+        table, metric, rule_ids = spec["table"], spec["metric"], spec["rules"]
+        if not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
+            raise _GroupError("'rules' is not a list of rule ids")
+        rule, device = buffers[spec["rule"]], buffers[spec["device"]]
+        n = rule.size
+        for name, array in (("rule", rule), ("device", device)):
+            if array.dtype != np.int64 or array.shape != (n,):
+                raise _GroupError(f"{name!r} is not {n} integers")
+        if n and (rule.min() < 0 or rule.max() >= len(rule_ids)):
+            raise _GroupError("a state names a rule the group does not list")
+        if n and (device.min() < 0 or device.max() >= devices):
+            raise _GroupError("a state names a device the snapshot does not list")
+        columns = {str(name): buffers[i] for name, i in dict(spec["columns"]).items()}
+        group = next((g for g in self._groups.get(metric, ()) if g.table == table), None)
+        local = np.full(len(rule_ids), -1, dtype=np.int64)
+        if group is not None:
+            problem = group.check(columns, n)
+            if problem is not None:
+                raise _GroupError(problem)
+            for r, rule_id in enumerate(rule_ids):
+                if rule_id in kept and rule_id in group.index:
+                    local[r] = group.index[rule_id]
+        return group, local, rule, device, columns, rule_ids
+
     def _state(self) -> EngineState:
         self._seen.sync_all()
         tables: dict[str, dict[Any, Any]] = {
@@ -390,6 +591,22 @@ class Engine(SequentialEngine):
     def _adopt(self, state: EngineState) -> None:
         super()._adopt(state)
         self._rebuild(state)
+
+
+class _GroupError(Exception):
+    """A group of a snapshot that cannot be read; the caller says which."""
+
+
+# (group here, stored rule -> its index here or -1, rule per state, device per state, columns,
+# the stored rule ids)
+_Stored = tuple[
+    ReadingGroup | None,
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.int64],
+    dict[str, NDArray[Any]],
+    list[str],
+]
 
 
 def _segments(slots: NDArray[np.int64]) -> list[tuple[int, int]]:

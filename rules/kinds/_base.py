@@ -129,6 +129,59 @@ class ReadingGroup(abc.ABC):
             devices: look only for the states of these devices (a slot just added).
         """
 
+    # -- snapshots --------------------------------------------------------------------------
+
+    def live(self) -> Bools:
+        """Which pairs hold a state."""
+        return self.col["has"][: self.size]
+
+    def dump(self) -> tuple[I64, dict[str, NDArray[Any]]]:
+        """The pairs that hold a state, and their state columns (for a snapshot)."""
+        pairs = np.flatnonzero(self.live())
+        return pairs, {name: column[pairs] for name, column in self.col.items()}
+
+    def check(self, columns: Mapping[str, NDArray[Any]], n: int) -> str | None:
+        """Why ``columns`` (``n`` states, from a snapshot) cannot be taken, or None."""
+        expected = {name: np.dtype(dtype) for name, (dtype, _) in self.columns.items()}
+        if set(columns) != set(expected):
+            return f"has columns {sorted(columns)}, expected {sorted(expected)}"
+        for name, column in columns.items():
+            if column.dtype != expected[name] or column.shape != (n,):
+                return f"column {name!r} is not {n} of {expected[name]}"
+        return None
+
+    def put(self, pairs: I64, columns: Mapping[str, NDArray[Any]]) -> None:
+        """Set the states of ``pairs`` from snapshot columns (see :meth:`dump`)."""
+        for name in self.columns:
+            self.col[name][pairs] = columns[name]
+
+    def detach(
+        self, rules: I64, subjects: Sequence[Subject], columns: Mapping[str, NDArray[Any]]
+    ) -> dict[Key, Any]:
+        """Snapshot states with no pair here, as the sequential engine's state objects."""
+        members = list(zip(self.position.tolist(), self.rules, strict=True))
+        scratch = type(self)(self.metric, members)
+        n = int(rules.size)
+        scratch.pair_rule = rules.astype(np.int64)
+        scratch.pair_slot = np.arange(n, dtype=np.int64)
+        scratch.resize(n)
+        scratch.size = n
+        scratch.put(np.arange(n), columns)
+        return scratch.export(subjects)
+
+    def locate(self, rules: I64, slots: I64) -> I64:
+        """The pair of each (rule, slot), or -1 (no such slot, or out of the rule's scope)."""
+        out = np.full(rules.size, -1, dtype=np.int64)
+        at = np.flatnonzero((slots >= 0) & (slots < self.slot_start.size))
+        start = self.slot_start[slots[at]]
+        count = self.slot_count[slots[at]]
+        for k in range(int(count.max(initial=0))):
+            candidate = start + k
+            inside = np.minimum(candidate, self.size - 1)
+            hit = (k < count) & (self.pair_rule[inside] == rules[at])
+            out[at[hit]] = candidate[hit]
+        return out
+
     # -- pairs ------------------------------------------------------------------------------
 
     def scope_slots(self, slots: I64, masks: Bools) -> None:

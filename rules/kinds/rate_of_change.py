@@ -177,6 +177,49 @@ class RateGroup(ReadingGroup):
         since = int(col["since"][pair])
         batch.emit(order, rule, slot, entered, ts_ms, since, fields, value)
 
+    def dump(self) -> tuple[I64, dict[str, NDArray[Any]]]:
+        """Also the rings, unrolled to start at column 0."""
+        pairs, columns = super().dump()
+        unrolled = (columns["head"][:, None] + np.arange(self.width)) % self.width
+        columns["ring_ts"] = self.ring_ts[pairs[:, None], unrolled]
+        columns["ring_value"] = self.ring_value[pairs[:, None], unrolled]
+        columns["head"] = np.zeros(pairs.size, dtype=np.int64)
+        return pairs, columns
+
+    def check(self, columns: Mapping[str, NDArray[Any]], n: int) -> str | None:
+        """Also the rings: as many rows as states, each holding ``size`` samples."""
+        rings = {"ring_ts": np.dtype(np.int64), "ring_value": np.dtype(np.float64)}
+        plain = {name: column for name, column in columns.items() if name not in rings}
+        problem = super().check(plain, n)
+        if problem is not None:
+            return problem
+        for name, dtype in rings.items():
+            ring = columns.get(name)
+            if ring is None or ring.dtype != dtype or ring.ndim != 2 or ring.shape[0] != n:  # noqa: PLR2004
+                return f"column {name!r} is not {n} rows of {dtype}"
+        width = columns["ring_ts"].shape[1]
+        if columns["ring_value"].shape[1] != width:
+            return "its rings differ in width"
+        size = columns["size"]
+        if not (columns["has"].all() and (size >= 1).all() and (size <= width).all()):
+            return "holds a ring with no samples, or more than it has room for"
+        if (columns["head"] != 0).any():
+            return "holds a ring that does not start at column 0"
+        return None
+
+    def put(self, pairs: I64, columns: Mapping[str, NDArray[Any]]) -> None:
+        """Also the rings, widened to fit."""
+        super().put(pairs, columns)
+        width = int(columns["ring_ts"].shape[1])
+        if width > self.width:
+            wider = self.width
+            while wider < width:
+                wider *= 2
+            self._widen(wider)
+            self.col["head"][pairs] = 0
+        self.ring_ts[pairs, :width] = columns["ring_ts"]
+        self.ring_value[pairs, :width] = columns["ring_value"]
+
     def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
         """Every pair with samples, as :class:`_RateState` objects."""
         col = self.col

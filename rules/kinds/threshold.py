@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from rules._reference import AlertState, Subject, _ThresholdState
 from rules.kinds._base import F64, I64, Batch, Key, ReadingGroup
@@ -130,6 +131,18 @@ class ThresholdGroup(ReadingGroup):
     ) -> None:
         fields = {"value": value, "metric": rule.metric, "threshold": threshold}
         batch.emit(order, rule, slot, state, ts_ms, since_ms, fields, value)
+
+    def live(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Pairs with an alert pending or firing."""
+        live: np.ndarray[Any, np.dtype[np.bool_]] = self.col["state"][: self.size] != _NONE
+        return live
+
+    def check(self, columns: Mapping[str, NDArray[Any]], n: int) -> str | None:
+        """Also: only pending and firing alerts are held."""
+        problem = super().check(columns, n)
+        if problem is None and not np.isin(columns["state"], (_PENDING, _FIRING)).all():
+            problem = "holds a state that is neither pending nor firing"
+        return problem
 
     def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
         """Pending and firing alerts as :class:`_ThresholdState` objects."""

@@ -38,6 +38,7 @@ import collections
 import dataclasses
 import hashlib
 import math
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -157,18 +158,23 @@ def _number(value: float) -> float | str:
     return value if math.isfinite(value) else repr(value)
 
 
-def _encode(name: str, value: Any, subjects: _Subjects) -> Any:
-    if name == "subject":
-        return subjects.index(value)
-    if isinstance(value, AlertState):
-        return value.value
-    if name == "samples":
-        return [[ts, _number(v)] for ts, v in value]
-    if isinstance(value, collections.deque | list):
-        return list(value)
-    if isinstance(value, float):
-        return _number(value)
-    return value
+def _encoders(cls: type[Any], subjects: _Subjects) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(position, encoder) of the fields of ``cls`` that JSON cannot take as they are."""
+    by_name: dict[str, Callable[[Any], Any]] = {
+        "subject": subjects.index,
+        "state": lambda state: state.value,
+        "samples": lambda samples: [[ts, _number(v)] for ts, v in samples],
+        "times": list,
+        "seen": list,
+    }
+    floats = {"threshold", "reference", "mean", "var"}
+    out: list[tuple[int, Callable[[Any], Any]]] = []
+    for position, field in enumerate(dataclasses.fields(cls)):
+        if field.name in by_name:
+            out.append((position, by_name[field.name]))
+        elif field.name in floats:
+            out.append((position, _number))
+    return out
 
 
 def encode_state(rules: RuleSet, state: EngineState) -> bytes:
@@ -187,14 +193,18 @@ def encode_document(
     fingerprints: dict[str, str] = {}
     tables: dict[str, list[list[Any]]] = {}
     for table, (cls, _) in _TABLES.items():
-        names = _fields(cls)
+        # Ids and numbers go into the JSON as they are; only the others are converted.
+        fetch = operator.attrgetter(*_fields(cls))
+        encoders = _encoders(cls, subjects)
         rows: list[list[Any]] = []
         for (rule_id, key), item in getattr(state, table).items():
             if rule_id not in fingerprints:
                 rule = rules.get(rule_id)
                 fingerprints[rule_id] = "" if rule is None else fingerprint(rule)
-            values = [_encode(name, getattr(item, name), subjects) for name in names]
-            rows.append([rule_id, key, *values])
+            row = [rule_id, key, *fetch(item)]
+            for position, encode in encoders:
+                row[position + 2] = encode(row[position + 2])
+            rows.append(row)
         tables[table] = rows
     return {
         "format": SNAPSHOT_FORMAT,

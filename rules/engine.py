@@ -16,9 +16,11 @@ given to :meth:`Engine.tick`, so a replay drives the engine exactly as live data
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -397,6 +399,10 @@ class Engine(SequentialEngine):
         states that live in arrays are written as arrays, so that saving the state of a large
         community takes milliseconds (see :mod:`rules._snapshot`).
         """
+        with _gc_paused():
+            return self._snapshot()
+
+    def _snapshot(self) -> bytes:
         self._seen.sync_all()
         aside = EngineState(
             thresholds=self._thresholds,
@@ -447,8 +453,12 @@ class Engine(SequentialEngine):
             SnapshotError: ``blob`` is not a snapshot, is corrupt or has another format version;
                 the engine is left as it was.
         """
-        if not blob.startswith(ARRAYS_MAGIC):
-            return super().restore(blob)
+        with _gc_paused():
+            if not blob.startswith(ARRAYS_MAGIC):
+                return super().restore(blob)
+            return self._restore(blob)
+
+    def _restore(self, blob: bytes) -> RestoreReport:
         document, buffers = decode_arrays(blob)
         state, report = decode_document(self._rules, document, self._fingerprint)
         kept = kept_rules(self._rules, document.get("rules"), self._fingerprint)
@@ -591,6 +601,23 @@ class Engine(SequentialEngine):
     def _adopt(self, state: EngineState) -> None:
         super()._adopt(state)
         self._rebuild(state)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile.
+
+    A snapshot allocates tens of thousands of short lists and no cycles; with a large heap,
+    collections set off by them cost more than the snapshot itself.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _GroupError(Exception):

@@ -15,6 +15,21 @@ is restored only if its rule still exists with the same fingerprint; a removed o
 starts fresh.  JSON rather than pickle: the document is read by checking every value, so a
 damaged or foreign file can at worst be refused, never run code.  A change of any state's fields
 must bump :data:`SNAPSHOT_VERSION`; ``fields`` catches a forgotten bump.
+
+Version 2 (what :class:`rules.Engine` writes) keeps the states that live in arrays as arrays:
+the line ``ANJU-RULES-STATE`` and a newline, the header's length (8 bytes, little-endian), the
+header (the JSON document above with ``"version": 2`` and two more keys), then raw array
+buffers::
+
+    {..., "devices": ["<device>", ...],
+     "buffers": [["<dtype>", [<shape>...], <offset>], ...],
+     "groups": [{"table": "thresholds", "metric": "temperature", "rules": ["<rule id>", ...],
+                 "rule": <buffer>, "device": <buffer>, "columns": {"<name>": <buffer>, ...}}]}
+
+Each group is the states of one kind on one metric, one entry per (rule, device) in every
+buffer: ``rule`` indexes the group's ``rules``, ``device`` indexes ``devices``.  Buffers are read
+with a fixed set of plain dtypes, never pickled objects, so version 2 cannot run code either.
+Version 1 documents are still read.
 """
 
 from __future__ import annotations
@@ -23,12 +38,15 @@ import collections
 import dataclasses
 import hashlib
 import math
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import orjson
+from numpy.typing import NDArray
 
-from rules.engine import (
+from rules._reference import (
     AlertState,
     EngineState,
     Subject,
@@ -58,7 +76,12 @@ from rules.models import (
 from rules.ruleset import RuleSet
 
 SNAPSHOT_FORMAT = "anju.rules.engine-state"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+JSON_VERSION = 1  # a snapshot that is one JSON document, as SequentialEngine writes it
+ARRAYS_MAGIC = b"ANJU-RULES-STATE\n"
+_LENGTH_BYTES = 8
+# The dtypes a version 2 buffer may have: plain numbers and booleans, nothing with objects.
+_DTYPES = frozenset({"<i8", "<f8", "|b1", "|i1"})
 
 # Table name (an EngineState field) -> the state class of its rows and the rule kinds they fit.
 _TABLES: dict[str, tuple[type[Any], tuple[type[RuleBase], ...]]] = {
@@ -135,44 +158,117 @@ def _number(value: float) -> float | str:
     return value if math.isfinite(value) else repr(value)
 
 
-def _encode(name: str, value: Any, subjects: _Subjects) -> Any:
-    if name == "subject":
-        return subjects.index(value)
-    if isinstance(value, AlertState):
-        return value.value
-    if name == "samples":
-        return [[ts, _number(v)] for ts, v in value]
-    if isinstance(value, collections.deque | list):
-        return list(value)
-    if isinstance(value, float):
-        return _number(value)
-    return value
+def _encoders(cls: type[Any], subjects: _Subjects) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(position, encoder) of the fields of ``cls`` that JSON cannot take as they are."""
+    by_name: dict[str, Callable[[Any], Any]] = {
+        "subject": subjects.index,
+        "state": lambda state: state.value,
+        "samples": lambda samples: [[ts, _number(v)] for ts, v in samples],
+        "times": list,
+        "seen": list,
+    }
+    floats = {"threshold", "reference", "mean", "var"}
+    out: list[tuple[int, Callable[[Any], Any]]] = []
+    for position, field in enumerate(dataclasses.fields(cls)):
+        if field.name in by_name:
+            out.append((position, by_name[field.name]))
+        elif field.name in floats:
+            out.append((position, _number))
+    return out
 
 
 def encode_state(rules: RuleSet, state: EngineState) -> bytes:
-    """Serialise ``state``, evaluated under ``rules``, as a snapshot document."""
+    """Serialise ``state``, evaluated under ``rules``, as a snapshot document (version 1)."""
+    return orjson.dumps(encode_document(rules, state, rule_fingerprint, JSON_VERSION))
+
+
+def encode_document(
+    rules: RuleSet,
+    state: EngineState,
+    fingerprint: Callable[[RuleBase], str],
+    version: int,
+) -> dict[str, Any]:
+    """``state`` as a snapshot document, not yet serialised."""
     subjects = _Subjects()
     fingerprints: dict[str, str] = {}
     tables: dict[str, list[list[Any]]] = {}
     for table, (cls, _) in _TABLES.items():
-        names = _fields(cls)
+        # Ids and numbers go into the JSON as they are; only the others are converted.
+        fetch = operator.attrgetter(*_fields(cls))
+        encoders = _encoders(cls, subjects)
         rows: list[list[Any]] = []
         for (rule_id, key), item in getattr(state, table).items():
             if rule_id not in fingerprints:
                 rule = rules.get(rule_id)
-                fingerprints[rule_id] = "" if rule is None else rule_fingerprint(rule)
-            values = [_encode(name, getattr(item, name), subjects) for name in names]
-            rows.append([rule_id, key, *values])
+                fingerprints[rule_id] = "" if rule is None else fingerprint(rule)
+            row = [rule_id, key, *fetch(item)]
+            for position, encode in encoders:
+                row[position + 2] = encode(row[position + 2])
+            rows.append(row)
         tables[table] = rows
-    document = {
+    return {
         "format": SNAPSHOT_FORMAT,
-        "version": SNAPSHOT_VERSION,
+        "version": version,
         "fields": {table: _fields(cls) for table, (cls, _) in _TABLES.items()},
         "rules": fingerprints,
         "subjects": subjects.rows,
         "states": tables,
     }
-    return orjson.dumps(document)
+
+
+def encode_arrays(document: dict[str, Any], buffers: list[NDArray[Any]]) -> bytes:
+    """A version 2 snapshot: ``document`` as the header, ``buffers`` after it."""
+    specs: list[list[Any]] = []
+    chunks: list[bytes | memoryview] = []
+    offset = 0
+    for buffer in buffers:
+        array = np.ascontiguousarray(buffer)
+        specs.append([array.dtype.str, list(array.shape), offset])
+        chunks.append(array.data.cast("B"))
+        offset += array.nbytes
+    header = orjson.dumps({**document, "buffers": specs})
+    length = len(header).to_bytes(_LENGTH_BYTES, "little")
+    return b"".join([ARRAYS_MAGIC, length, header, *chunks])
+
+
+def decode_arrays(blob: bytes) -> tuple[dict[str, Any], list[NDArray[Any]]]:
+    """Split a version 2 snapshot into its header and its buffers (read-only views of ``blob``).
+
+    Raises:
+        SnapshotError: the framing, the header or a buffer's description is damaged.
+    """
+    start = len(ARRAYS_MAGIC) + _LENGTH_BYTES
+    length = int.from_bytes(blob[len(ARRAYS_MAGIC) : start], "little")
+    if len(blob) < start or start + length > len(blob):
+        raise SnapshotError("snapshot is cut short: its header is incomplete")
+    try:
+        document = _check_header(orjson.loads(blob[start : start + length]), SNAPSHOT_VERSION)
+    except orjson.JSONDecodeError as exc:
+        raise SnapshotError(f"snapshot header is not JSON ({exc})") from None
+    specs = document.get("buffers")
+    if not isinstance(specs, list):
+        raise SnapshotError("snapshot 'buffers' is not a list")
+    base = start + length
+    buffers: list[NDArray[Any]] = []
+    for index, spec in enumerate(specs):
+        where = f"snapshot buffers[{index}]"
+        ok = isinstance(spec, list) and len(spec) == 3  # noqa: PLR2004 - [dtype, shape, offset]
+        dtype, shape, offset = spec if ok else (None, None, None)
+        if (
+            dtype not in _DTYPES
+            or not isinstance(shape, list)
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or type(offset) is not int
+            or offset < 0
+        ):
+            raise SnapshotError(f"{where}: expected [dtype, [shape], offset]")
+        count = int(np.prod(shape, dtype=np.int64))
+        size = count * np.dtype(dtype).itemsize
+        if base + offset + size > len(blob):
+            raise SnapshotError(f"{where}: runs past the end of the snapshot")
+        array = np.frombuffer(blob, dtype=dtype, count=count, offset=base + offset)
+        buffers.append(array.reshape(shape))
+    return document, buffers
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -291,13 +387,14 @@ _DECODERS: dict[str, Callable[[Any, _Row], Any]] = {
 }
 
 
-def _check_header(document: Any) -> dict[str, Any]:
+def _check_header(document: Any, expected: int) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
         raise SnapshotError(f"not a rules engine snapshot (no 'format: {SNAPSHOT_FORMAT}')")
     version = document.get("version")
-    if version != SNAPSHOT_VERSION:
+    if version != expected:
         raise SnapshotError(
-            f"snapshot format version {version!r}; this engine reads version {SNAPSHOT_VERSION}"
+            f"snapshot format version {version!r}; this engine reads versions {JSON_VERSION} "
+            f"(JSON) and {SNAPSHOT_VERSION} (arrays)"
         )
     fields = document.get("fields")
     for table, (cls, _) in _TABLES.items():
@@ -327,20 +424,22 @@ def _read_subjects(raw: Any) -> list[Subject]:
     return subjects
 
 
-def _kept_rules(rules: RuleSet, raw: Any) -> dict[str, AnyRule]:
+def kept_rules(
+    rules: RuleSet, raw: Any, fingerprint: Callable[[RuleBase], str] = rule_fingerprint
+) -> dict[str, AnyRule]:
     """The rules whose states can be restored: present, with the fingerprint stored."""
     if not isinstance(raw, dict):
         raise SnapshotError("snapshot 'rules' is not a mapping of rule id to fingerprint")
     kept: dict[str, AnyRule] = {}
-    for rule_id, fingerprint in raw.items():
+    for rule_id, stored in raw.items():
         rule = rules.get(rule_id)
-        if rule is not None and fingerprint == rule_fingerprint(rule):
+        if rule is not None and stored == fingerprint(rule):
             kept[rule_id] = rule
     return kept
 
 
 def decode_state(rules: RuleSet, blob: bytes) -> tuple[EngineState, RestoreReport]:
-    """Read a snapshot for an engine evaluating ``rules``.
+    """Read a snapshot (version 1, one JSON document) for an engine evaluating ``rules``.
 
     Returns:
         The states of the rules that are unchanged, and a report of what was kept and dropped.
@@ -348,12 +447,25 @@ def decode_state(rules: RuleSet, blob: bytes) -> tuple[EngineState, RestoreRepor
     Raises:
         SnapshotError: ``blob`` is not a snapshot, is damaged, or has another format version.
     """
+    if blob.startswith(ARRAYS_MAGIC):
+        raise SnapshotError(
+            f"snapshot format version {SNAPSHOT_VERSION} (arrays) is read by rules.Engine only"
+        )
     try:
-        document = _check_header(orjson.loads(blob))
+        document = _check_header(orjson.loads(blob), JSON_VERSION)
     except orjson.JSONDecodeError as exc:
         raise SnapshotError(f"not a rules engine snapshot: not JSON ({exc})") from None
+    return decode_document(rules, document)
+
+
+def decode_document(
+    rules: RuleSet,
+    document: dict[str, Any],
+    fingerprint: Callable[[RuleBase], str] = rule_fingerprint,
+) -> tuple[EngineState, RestoreReport]:
+    """The states of a checked snapshot document (see :func:`decode_state`)."""
     subjects = _read_subjects(document.get("subjects"))
-    kept = _kept_rules(rules, document.get("rules"))
+    kept = kept_rules(rules, document.get("rules"), fingerprint)
     states = document.get("states")
     if not isinstance(states, dict):
         raise SnapshotError("snapshot 'states' is not a mapping of tables")

@@ -1,306 +1,334 @@
-"""Evaluate rules against readings and events: pure state machines per (rule, subject).
+"""Evaluate rules against readings in batches of columns, and against events one at a time.
 
-Nothing here does I/O or reads a clock.  Time is the timestamp of the reading or event being
-evaluated, or the ``now_ms`` given to :meth:`Engine.tick`, so a replay or a test drives the engine
-exactly as live data does.
+:class:`Engine` evaluates readings as the hub holds them, as columns: device slots, timestamps
+and one float array per value name (:meth:`Engine.on_batch`).  Reading rules are compiled per
+metric and kind (:mod:`rules.kinds`): parameters and per-(rule, device) state are arrays, a
+scope is the set of device slots a rule applies to, and a batch is evaluated with numpy; only
+the few readings whose alert changes leave numpy.  Events, ticks, counts, silences and
+correlations are the sequential engine's (:mod:`rules._reference`), which is also the reference
+the batch engine is tested against: the transitions are the same, in the same order, as calling
+:meth:`SequentialEngine.on_reading <rules._reference.SequentialEngine.on_reading>` reading by
+reading.
 
-Threshold rules::
-
-    inactive --breach--> pending --held for `for`--> firing --back in the clear band--> resolved
-                            |                           (for: 0 goes straight to firing)
-                            +--condition gone--> cancelled (a pending alert that never fired)
-
-Event rules fire on a matching event (no pending state) and resolve on a ``resolve_on`` event or
-``auto_resolve`` after the last matching event.  Rate-of-change, flat-line and anomaly rules fire
-and resolve on readings (no pending state); count rules fire on the event that completes the
-count and resolve in :meth:`Engine.tick`; absence and inactivity rules fire in
-:meth:`Engine.tick` when a subject (a device, or a place for inactivity) has been quiet too long
-and resolve on its next activity; correlation rules fire when all their conditions occurred at
-one place within their window and resolve in :meth:`Engine.tick` when that stops holding.
-Alerts about a place (inactivity, correlation) carry ``place:<labels joined by />`` as their
-device, e.g. ``place:3/2/201``.  Every change is returned as a
-:class:`Transition`; "cancelled" is emitted so that whoever mirrors pending alerts (the hub's
-persisted state, a console) can drop them without asking the engine.
-
-:meth:`Engine.snapshot` and :meth:`Engine.restore` carry the evaluation state across a restart
-of the hub (see :mod:`rules._snapshot`); the engine goes on exactly as if it had never stopped.
+Nothing here does I/O or reads a clock: time is the timestamp of the data, or the ``now_ms``
+given to :meth:`Engine.tick`, so a replay drives the engine exactly as live data does.
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import enum
-import heapq
-import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import contextlib
+import functools
+import gc
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from rules.models import (
-    AbsenceRule,
-    AnomalyRule,
-    CorrelationRule,
-    CountRule,
-    EventRule,
-    FlatLineRule,
-    InactivityRule,
-    IssueClass,
-    RateOfChangeRule,
-    RuleBase,
-    Severity,
-    ThresholdRule,
-    matches_fields,
+import numpy as np
+from numpy.typing import NDArray
+
+from rules._reference import (
+    PLACE_KEY_PREFIX,
+    ActiveAlert,
+    AlertState,
+    EngineState,
+    EngineStatistics,
+    SequentialEngine,
+    Subject,
+    Transition,
 )
+from rules._snapshot import (
+    ARRAYS_MAGIC,
+    SNAPSHOT_VERSION,
+    RestoreReport,
+    SnapshotError,
+    decode_arrays,
+    decode_document,
+    encode_arrays,
+    encode_document,
+    kept_rules,
+    rule_fingerprint,
+)
+from rules.kinds import KINDS, Batch, LastSeen, ReadingGroup, scope_masks
+from rules.models import AbsenceRule, InactivityRule, RuleBase, ThresholdRule
 from rules.ruleset import RuleSet
 
-if TYPE_CHECKING:
-    from rules._snapshot import RestoreReport
+__all__ = [
+    "PLACE_KEY_PREFIX",
+    "ActiveAlert",
+    "AlertState",
+    "Engine",
+    "EngineState",
+    "EngineStatistics",
+    "SequentialEngine",
+    "Subject",
+    "Transition",
+]
 
-_Key = tuple[str, str]  # (rule id, device), or (rule id, place key) for inactivity
-_MINUTE_MS = 60_000
-# Place keys are not device ids; the prefix keeps the two from ever colliding in the hub.
-PLACE_KEY_PREFIX = "place:"
-
-
-class AlertState(enum.StrEnum):
-    """The state a transition moves an alert (rule, subject) into."""
-
-    PENDING = "pending"  # condition holds, waiting for `for`
-    FIRING = "firing"
-    RESOLVED = "resolved"  # a firing alert's condition cleared
-    CANCELLED = "cancelled"  # a pending alert's condition went away before it fired
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Subject:
-    """What a reading or event is about: a device and its labels from the hub's registry.
-
-    Attributes:
-        device: the device id.
-        labels: site, gateway, device_kind, grid, grid_name, building, floor, unit, place
-            (a human string such as "Building 3, floor 2, unit 201") and anything else the hub
-            knows; missing ones render as "?" in messages.
-    """
-
-    device: str
-    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+# The EngineState tables whose states live in arrays while a rule's scope holds the device.
+_ARRAY_TABLES = ("thresholds", "rates", "flats", "anomalies")
+# Where the absence step of a reading goes in the output: after every value of the reading.
+_WATCH_POSITION = 1 << 30
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Transition:
-    """One change of one alert, with everything a notifier needs.
+class Engine(SequentialEngine):
+    """Evaluates a :class:`RuleSet`: readings in batches (:meth:`on_batch`), events one by one.
 
-    Attributes:
-        rule_id: the rule.
-        device: the subject's device id, or for a rule about a place (inactivity, correlation)
-            the place key such as ``place:3/2/201``.
-        state: the state entered.
-        ts_ms: when it happened (the timestamp of the reading/event, or the auto-resolve deadline).
-        since_ms: when the condition started (the first breaching reading or matching event).
-        severity: the rule's severity.
-        issue_class: the rule's issue class.
-        summary: rendered short title.
-        message: rendered message naming the place.
-        labels: subject labels, then the rule's labels, then rule_id, severity, issue_class and
-            device (later ones win).
-        value: for thresholds, the value that caused the transition; else None.
-        event_kind: for event rules, the kind of the event that caused it; else None.
-    """
+    Devices are numbered: :meth:`set_subjects` gives slot ``i`` to ``subjects[i]``.  Readings
+    name their device by slot.  :meth:`on_reading` takes a subject instead and gives a device it
+    has not seen the next free slot.
 
-    rule_id: str
-    device: str
-    state: AlertState
-    ts_ms: int
-    since_ms: int
-    severity: Severity
-    issue_class: IssueClass
-    summary: str
-    message: str
-    labels: Mapping[str, str]
-    value: float | None = None
-    event_kind: str | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ActiveAlert:
-    """A pending or firing alert as the engine holds it.
-
-    Attributes:
-        rule_id: the rule.
-        device: the subject's device id.
-        state: pending or firing.
-        since_ms: when the condition started.
-        last_ts_ms: the last reading or event that kept it in this state.
-        count: readings (thresholds) or matching events (event rules) seen since it started.
-    """
-
-    rule_id: str
-    device: str
-    state: AlertState
-    since_ms: int
-    last_ts_ms: int
-    count: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EngineStatistics:
-    """Counters since the engine started.
-
-    Attributes:
-        readings: readings evaluated.
-        events: events evaluated.
-        evaluations: (rule, subject) checks made; the indexes keep this to the rules that can
-            match, so it grows with matching rules, not with the size of the rule set.
-        late: samples ignored because they were older than the state they would update.
-        active: alerts currently pending or firing.
-    """
-
-    readings: int
-    events: int
-    evaluations: int
-    late: int
-    active: int
-
-
-@dataclasses.dataclass(slots=True)
-class _ThresholdState:
-    state: AlertState
-    since_ms: int
-    last_ts_ms: int
-    threshold: float
-    count: int = 1
-
-
-@dataclasses.dataclass(slots=True)
-class _EventState:
-    subject: Subject  # kept for rendering an auto-resolve, which has no event of its own
-    event_kind: str
-    since_ms: int
-    last_ts_ms: int
-    deadline_ms: int | None
-    count: int = 1
-
-
-@dataclasses.dataclass(slots=True)
-class _RateState:
-    subject: Subject
-    samples: collections.deque[tuple[int, float]]
-    firing: bool = False
-    since_ms: int = 0
-    count: int = 0
-
-
-@dataclasses.dataclass(slots=True)
-class _FlatState:
-    subject: Subject
-    reference: float
-    since_ms: int  # the first reading at the reference value
-    last_ts_ms: int
-    firing: bool = False
-    count: int = 1
-
-
-@dataclasses.dataclass(slots=True)
-class _AnomalyState:
-    subject: Subject
-    last_ts_ms: int
-    mean: float
-    var: float = 0.0
-    n: int = 1
-    firing: bool = False
-    since_ms: int = 0
-    count: int = 0
-
-
-@dataclasses.dataclass(slots=True)
-class _CountState:
-    subject: Subject
-    event_kind: str
-    times: collections.deque[int]  # the last `count` counted events
-    last_ts_ms: int
-    firing: bool = False
-    since_ms: int = 0
-    total: int = 0  # counted events since firing
-    resolve_ms: int = 0  # when a firing alert resolves unless more events come
-    timer_ms: int | None = None  # due time of this state's one live entry in the timer heap
-
-
-@dataclasses.dataclass(slots=True)
-class _SilenceState:
-    subject: Subject  # the last active subject, for rendering
-    for_ms: int
-    last_ts_ms: int
-    firing: bool = False
-    fired_ms: int = 0
-    timer_ms: int | None = None
-
-
-@dataclasses.dataclass(slots=True)
-class _CorrelationState:
-    subject: Subject  # the place, with the labels of the device that last contributed
-    seen: list[int | None]  # per condition, when it last occurred here
-    firing: bool = False
-    since_ms: int = 0
-    fired_ms: int = 0
-    count: int = 0
-    resolve_ms: int = 0
-    timer_ms: int | None = None
-
-
-# What a subject's activity updates: the silence states of the watchers whose scope it is in.
-_Watch = tuple[AbsenceRule | InactivityRule, _SilenceState]
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class EngineState:
-    """The evaluation state of an :class:`Engine`, table by table: what a snapshot holds.
-
-    Each table maps (rule id, subject key) to the state of one kind.  The engine's timer heaps and
-    caches are not part of it: they are derived from these states.
-    """
-
-    thresholds: dict[_Key, _ThresholdState]
-    events: dict[_Key, _EventState]
-    rates: dict[_Key, _RateState]
-    flats: dict[_Key, _FlatState]
-    anomalies: dict[_Key, _AnomalyState]
-    counts: dict[_Key, _CountState]
-    silences: dict[_Key, _SilenceState]
-    correlations: dict[_Key, _CorrelationState]
-
-
-class Engine:
-    """Evaluates a :class:`RuleSet`; holds one state per (rule id, subject key) that is not idle.
-
-    The subject key is the device, except for inactivity rules, which key by place.
+    Within a batch the transitions come out exactly in the order of the sequential engine fed
+    the same readings one by one: by reading, then by value name in the order of ``fields``,
+    then by rule in the order written, and each reading's absence transitions after those of
+    its values.
     """
 
     def __init__(self, rules: RuleSet) -> None:
-        self._rules = rules
-        self._thresholds: dict[_Key, _ThresholdState] = {}
-        self._events: dict[_Key, _EventState] = {}
-        # Auto-resolve deadlines; entries go stale when a repeat moves the deadline, and are
-        # skipped when popped, which is cheaper than finding and removing them.
-        self._deadlines: list[tuple[int, str, str]] = []
-        self._rates: dict[_Key, _RateState] = {}
-        self._flats: dict[_Key, _FlatState] = {}
-        self._anomalies: dict[_Key, _AnomalyState] = {}
-        self._counts: dict[_Key, _CountState] = {}
-        self._silences: dict[_Key, _SilenceState] = {}
-        self._correlations: dict[_Key, _CorrelationState] = {}
-        # The subject registry for absence and inactivity: device -> (the labels the scope was
-        # matched against, the watches that apply).  Matching once per device keeps each
-        # reading's update O(1) in the number of watcher rules that do not apply to it.
-        self._watches: dict[str, tuple[Mapping[str, str], tuple[_Watch, ...]]] = {}
-        # Count resolutions and silence deadlines.  Each state has at most one live entry,
-        # and a deadline that moved later is re-queued when its old entry pops, so a device
-        # reporting every second does not push an entry per reading.
-        self._timers: list[tuple[int, str, str]] = []
-        self._readings = 0
-        self._scoped: dict[tuple[str, str], tuple[Any, ...]] = {}
-        self._event_count = 0
-        self._evaluations = 0
-        self._late = 0
+        super().__init__(rules)
+        self._subjects: list[Subject] = []
+        self._slot_of: dict[str, int] = {}
+        self._groups: dict[str, tuple[ReadingGroup, ...]] = {}
+        self._seen = LastSeen()
+        self._fingerprints: dict[str, str] = {}
+        self._build()
+
+    # -- subjects ---------------------------------------------------------------------------
+
+    @property
+    def subjects(self) -> Sequence[Subject]:
+        """Slot -> subject."""
+        return tuple(self._subjects)
+
+    def slot(self, device: str) -> int | None:
+        """The slot of ``device``, or None if it has none."""
+        return self._slot_of.get(device)
+
+    def set_subjects(self, subjects: Sequence[Subject]) -> None:
+        """Number the devices: slot ``i`` is ``subjects[i]``; scopes are matched anew.
+
+        Called at start and after a registry reload (devices moved or added).  States follow
+        their (rule, device): a device that left a rule's scope keeps its state aside, as the
+        sequential engine does, and takes it up again if it comes back.
+
+        Raises:
+            ValueError: if a device appears twice.
+        """
+        slot_of: dict[str, int] = {}
+        for index, subject in enumerate(subjects):
+            if slot_of.setdefault(subject.device, index) != index:
+                raise ValueError(f"device {subject.device!r} is in subjects twice")
+        state = self._state()
+        self._subjects = list(subjects)
+        self._slot_of = slot_of
+        self._rebuild(state)
+
+    def forget_scopes(self) -> None:
+        """Match scopes anew: subjects' labels changed (a device moved to another place)."""
+        self.set_subjects(self._subjects)
+
+    def _slot(self, subject: Subject) -> int:
+        """The slot of ``subject``'s device, given one if it has none, re-scoped if moved."""
+        slot = self._slot_of.get(subject.device)
+        if slot is not None:
+            known = self._subjects[slot]
+            if known is subject:
+                return slot
+            if known.labels == subject.labels:
+                # The same labels in a new object: keep its identity from now on.
+                self._subjects[slot] = subject
+                self._seen.mark(slot)
+                return slot
+            subjects = list(self._subjects)
+            subjects[slot] = subject
+            self.set_subjects(subjects)
+            return slot
+        self._add_slots([subject])
+        return len(self._subjects) - 1
+
+    def _add_slots(self, subjects: Sequence[Subject]) -> None:
+        """Give each of ``subjects`` (devices without a slot) the next free slot."""
+        if not subjects:
+            return
+        first = len(self._subjects)
+        self._subjects.extend(subjects)
+        for slot, subject in enumerate(subjects, start=first):
+            self._slot_of[subject.device] = slot
+        self._scope(np.arange(first, len(self._subjects), dtype=np.int64), subjects)
+        devices = [subject.device for subject in subjects]
+        for table in _ARRAY_TABLES:
+            detached: dict[Any, Any] = getattr(self, "_" + table)
+            if detached:
+                for group in self._tables(table):
+                    group.load(detached, self._slot_of, devices)
+        self._seen.resize(len(self._subjects))
+
+    def _build(self) -> None:
+        groups: dict[str, tuple[ReadingGroup, ...]] = {}
+        for metric in sorted(self._rules.metrics):
+            members: dict[type[Any], list[tuple[int, Any]]] = {}
+            for position, rule in enumerate(self._rules.rules_for_metric(metric)):
+                members.setdefault(type(rule), []).append((position, rule))
+            groups[metric] = tuple(KINDS[kind](metric, m) for kind, m in members.items())
+        self._groups = groups
+
+    def _scope(self, slots: NDArray[np.int64], subjects: Sequence[Subject]) -> None:
+        rules = {rule.id: rule for gs in self._groups.values() for g in gs for rule in g.rules}
+        masks = scope_masks(list(rules.values()), subjects)
+        for group in self._all_groups():
+            group.scope_slots(slots, np.array([masks[rule.id] for rule in group.rules]))
+
+    def _rebuild(self, state: EngineState) -> None:
+        """Fresh arrays for the current subjects, filled from ``state``."""
+        self._build()
+        self._scope(np.arange(len(self._subjects), dtype=np.int64), self._subjects)
+        for table in _ARRAY_TABLES:
+            states = dict(getattr(state, table))
+            for group in self._tables(table):
+                group.load(states, self._slot_of)
+            setattr(self, "_" + table, states)  # what is left: devices out of scope
+        self._seen = LastSeen(len(self._subjects))
+
+    def _all_groups(self) -> list[ReadingGroup]:
+        return [group for groups in self._groups.values() for group in groups]
+
+    def _tables(self, table: str) -> list[ReadingGroup]:
+        return [group for group in self._all_groups() if group.table == table]
+
+    # -- readings ---------------------------------------------------------------------------
+
+    def on_reading(
+        self, subject: Subject, ts_ms: int, values: Mapping[str, float]
+    ) -> list[Transition]:
+        """Evaluate one reading: a batch of one (see :meth:`on_batch`).
+
+        Args:
+            subject: the device and its labels; a device not seen before gets a slot.
+            ts_ms: the reading's timestamp, epoch milliseconds.
+            values: value name -> number.
+
+        Returns:
+            The transitions it causes, in rule order.
+        """
+        slot = self._slot(subject)
+        fields = {name: np.array([value], dtype=np.float64) for name, value in values.items()}
+        return self.on_batch(
+            np.array([slot], dtype=np.int32), np.array([ts_ms], dtype=np.int64), fields
+        )
+
+    def on_batch(
+        self,
+        slots: NDArray[np.int32],
+        ts_ms: NDArray[np.int64],
+        fields: Mapping[str, NDArray[np.float64]],
+    ) -> list[Transition]:
+        """Evaluate readings given as columns, in arrival order.
+
+        Args:
+            slots: the device slot of each reading (see :meth:`set_subjects`).
+            ts_ms: each reading's timestamp, epoch milliseconds.
+            fields: value name -> each reading's value; NaN (any non-finite value) where a
+                reading has none.
+
+        Returns:
+            Exactly what :meth:`SequentialEngine.on_reading` would return for the readings
+            one after another, concatenated.
+
+        Raises:
+            ValueError: if the columns differ in length or a slot has no subject.
+        """
+        n = int(slots.size)
+        if ts_ms.size != n or any(column.size != n for column in fields.values()):
+            raise ValueError("slots, ts_ms and every field must have one entry per reading")
+        self._readings += n
+        out: list[Transition] = []
+        if not n:
+            return out
+        slots64 = slots.astype(np.int64, copy=False)
+        if int(slots64.min()) < 0 or int(slots64.max()) >= len(self._subjects):
+            raise ValueError("a reading names a slot with no subject (see set_subjects)")
+        ts64 = ts_ms.astype(np.int64, copy=False)
+        columns = [
+            (position, name, np.asarray(column, dtype=np.float64))
+            for position, (name, column) in enumerate(fields.items())
+            if name in self._groups
+        ]
+        for start, stop in _segments(slots64):
+            self._segment(slots64[start:stop], ts64[start:stop], columns, start, stop, out)
+        return out
+
+    def _segment(
+        self,
+        slots: NDArray[np.int64],
+        ts: NDArray[np.int64],
+        columns: list[tuple[int, str, NDArray[np.float64]]],
+        start: int,
+        stop: int,
+        out: list[Transition],
+    ) -> None:
+        """Evaluate readings of distinct slots: each (rule, device) state is met at most once."""
+        rows = np.arange(slots.size)
+        batch = Batch(self._subjects, self._correlate)
+        for position, name, column in columns:
+            values = column[start:stop]
+            finite = np.isfinite(values)
+            if finite.all():
+                at, at_slots, at_ts = rows, slots, ts
+            else:
+                at = np.flatnonzero(finite)
+                if not at.size:
+                    continue
+                at_slots, at_ts, values = slots[at], ts[at], values[at]
+            for group in self._groups[name]:
+                group.evaluate(batch, at, at_slots, at_ts, values, position)
+        if self._rules.watchers:
+            slow, evaluations = self._seen.touch(slots, ts)
+            batch.evaluations += evaluations
+            for i in np.flatnonzero(slow).tolist():
+                step = functools.partial(self._touch_slot, int(slots[i]), int(ts[i]))
+                batch.actions.append(((i, _WATCH_POSITION, 0), step))
+        self._evaluations += batch.evaluations
+        self._late += batch.late
+        if batch.actions:
+            batch.actions.sort(key=operator.itemgetter(0))
+            for _, action in batch.actions:
+                action(out)
+
+    def _touch_slot(self, slot: int, ts_ms: int, out: list[Transition]) -> None:
+        """The sequential engine's absence step for a reading that is not steady."""
+        subject = self._subjects[slot]
+        self._seen.sync(slot)
+        self._touch(subject, ts_ms, None, None, out)
+        cached = self._watches.get(subject.device)
+        watches = () if cached is None else cached[1]
+        self._seen.summarise(
+            slot, [state for rule, state in watches if isinstance(rule, AbsenceRule)]
+        )
+
+    # -- what reads silences ----------------------------------------------------------------
+
+    def on_event(
+        self, subject: Subject, ts_ms: int, kind: str, data: Mapping[str, Any]
+    ) -> list[Transition]:
+        """Evaluate one event (see :meth:`SequentialEngine.on_event`)."""
+        slot = self._slot_of.get(subject.device)
+        if slot is not None:
+            self._seen.mark(slot)
+        return super().on_event(subject, ts_ms, kind, data)
+
+    def _silence_timer(
+        self,
+        rule: AbsenceRule | InactivityRule,
+        key: tuple[str, str],
+        due: int,
+        out: list[Transition],
+    ) -> None:
+        if isinstance(rule, AbsenceRule):
+            slot = self._slot_of.get(key[1])
+            if slot is not None:
+                self._seen.mark(slot)
+        super()._silence_timer(rule, key, due, out)
+
+    # -- state ------------------------------------------------------------------------------
 
     def adopt(
         self,
@@ -313,256 +341,70 @@ class Engine:
         value: float | None = None,
         event_kind: str = "",
     ) -> bool:
-        """Take back an alert the hub holds open but this engine has no state for.
-
-        After a crash the engine resumes from its last snapshot and may not know of an alert
-        that started after it; without its state a firing threshold would never clear and a
-        pending one would start its ``for`` anew.  Thresholds and event rules are taken back;
-        other kinds rebuild their state from the readings that follow.
-
-        Returns:
-            Whether the alert was adopted.
-        """
+        """Take back an alert the hub holds open (see :meth:`SequentialEngine.adopt`)."""
         rule = self._rules.get(rule_id)
-        key = (rule_id, subject.device)
-        if isinstance(rule, ThresholdRule) and key not in self._thresholds:
-            level = rule.breach(value) if value is not None else None
-            if level is None:
-                level = rule.above if rule.above is not None else rule.below
-            state = AlertState.FIRING if firing or rule.for_ms == 0 else AlertState.PENDING
-            self._thresholds[key] = _ThresholdState(
-                state, since_ms, last_ts_ms, level if level is not None else float("nan")
-            )
-            return True
-        if isinstance(rule, EventRule) and firing and key not in self._events:
-            deadline = None
-            if rule.auto_resolve_ms is not None:
-                deadline = last_ts_ms + rule.auto_resolve_ms
-                heapq.heappush(self._deadlines, (deadline, rule.id, subject.device))
-            self._events[key] = _EventState(subject, event_kind, since_ms, last_ts_ms, deadline)
-            return True
-        return False
-
-    def forget_scopes(self) -> None:
-        """Match scopes anew: subjects' labels changed (a device moved to another place)."""
-        self._scoped.clear()
-
-    @property
-    def rules(self) -> RuleSet:
-        """The rules being evaluated."""
-        return self._rules
-
-    def on_reading(
-        self, subject: Subject, ts_ms: int, values: Mapping[str, float]
-    ) -> list[Transition]:
-        """Evaluate one reading (a device's values at one instant).
-
-        Args:
-            subject: the device and its labels.
-            ts_ms: the reading's timestamp, epoch milliseconds.
-            values: value name -> number.
-
-        Returns:
-            The transitions it causes, in rule order.
-        """
-        self._readings += 1
-        out: list[Transition] = []
-        for metric, value in values.items():
-            rules = self._in_scope(metric, subject)
-            if not rules or not math.isfinite(value):
-                continue
-            for rule in rules:
-                self._evaluations += 1
-                if isinstance(rule, CorrelationRule):
-                    met = [
-                        i
-                        for i, c in enumerate(rule.conditions)
-                        if c.metric == metric and c.breach(value)
-                    ]
-                    self._correlate(rule, subject, ts_ms, met, out)
-                    continue
-                transition = self._metric(rule, subject, ts_ms, value)
-                if transition is not None:
-                    out.append(transition)
-        if self._rules.watchers:
-            self._touch(subject, ts_ms, None, None, out)
-        return out
-
-    def _in_scope(self, metric: str, subject: Subject) -> tuple[Any, ...]:
-        """The rules on ``metric`` whose scope includes ``subject``, worked out once per device.
-
-        A device's labels do not change while the engine runs, so the scope checks need not be
-        repeated for every reading.
-        """
-        key = (metric, subject.device)
-        rules = self._scoped.get(key)
-        if rules is None:
-            rules = tuple(
-                rule
-                for rule in self._rules.rules_for_metric(metric)
-                if rule.scope.matches(subject.device, subject.labels)
-            )
-            self._scoped[key] = rules
-        return rules
-
-    def on_event(
-        self, subject: Subject, ts_ms: int, kind: str, data: Mapping[str, Any]
-    ) -> list[Transition]:
-        """Evaluate one event.
-
-        Args:
-            subject: the device and its labels.
-            ts_ms: the event's timestamp, epoch milliseconds.
-            kind: the event kind, e.g. ``alarm.smoke``.
-            data: the event's data as normalised by :func:`wire.validate_event_data` (defaults
-                filled in), so that ``active: true`` is present even when the gateway left it out.
-
-        Returns:
-            The transitions it causes, in rule order.
-        """
-        self._event_count += 1
-        out: list[Transition] = []
-        for rule in self._rules.rules_for_event(kind):
-            if rule.scope.matches(subject.device, subject.labels):
-                self._evaluations += 1
-                if isinstance(rule, EventRule):
-                    out.extend(self._event(rule, subject, ts_ms, kind, data))
-                elif isinstance(rule, CountRule):
-                    self._count(rule, subject, ts_ms, kind, data, out)
-                else:
-                    met = [
-                        i
-                        for i, c in enumerate(rule.conditions)
-                        if c.event is not None
-                        and kind in c.event.kinds
-                        and matches_fields(data, c.event.data)
-                    ]
-                    self._correlate(rule, subject, ts_ms, met, out)
-        if self._rules.watchers:
-            self._touch(subject, ts_ms, kind, data, out)
-        return out
-
-    def tick(self, now_ms: int) -> list[Transition]:
-        """Let time pass to ``now_ms``: the transitions that need no data to happen.
-
-        Resolves event alerts whose ``auto_resolve`` deadline has passed and count alerts whose
-        window no longer holds enough events; fires absence and inactivity alerts whose subject
-        has been quiet too long.
-
-        Returns:
-            The transitions, event resolutions first, then the others in deadline order, each
-            stamped with its deadline.
-        """
-        out: list[Transition] = []
-        while self._deadlines and self._deadlines[0][0] <= now_ms:
-            deadline, rule_id, device = heapq.heappop(self._deadlines)
-            key = (rule_id, device)
-            state = self._events.get(key)
-            rule = self._rules.get(rule_id)
-            if state is None or state.deadline_ms != deadline or not isinstance(rule, EventRule):
-                continue  # stale: resolved since, or the deadline moved on a repeat
-            del self._events[key]
-            out.append(self._event_transition(rule, state, AlertState.RESOLVED, deadline))
-        while self._timers and self._timers[0][0] <= now_ms:
-            due, rule_id, subject_key = heapq.heappop(self._timers)
-            key = (rule_id, subject_key)
-            rule = self._rules.get(rule_id)
-            if isinstance(rule, CountRule):
-                self._count_timer(rule, key, due, out)
-            elif isinstance(rule, AbsenceRule | InactivityRule):
-                self._silence_timer(rule, key, due, out)
-            elif isinstance(rule, CorrelationRule):
-                self._correlation_timer(rule, key, due, out)
-        return out
-
-    def active(self) -> list[ActiveAlert]:
-        """Alerts currently pending or firing, ordered by rule id then subject key."""
-        firing = AlertState.FIRING
-        alerts = [
-            ActiveAlert(key[0], key[1], s.state, s.since_ms, s.last_ts_ms, s.count)
-            for key, s in self._thresholds.items()
-        ]
-        alerts.extend(
-            ActiveAlert(key[0], key[1], firing, s.since_ms, s.last_ts_ms, s.count)
-            for key, s in self._events.items()
+        if isinstance(rule, ThresholdRule):
+            slot = self._slot(subject)
+            for group in self._tables("thresholds"):
+                r = group.index.get(rule_id)
+                pair = None if r is None else group.find(r, slot)
+                if pair is not None:
+                    if group.col["state"][pair]:
+                        return False
+                    super().adopt(
+                        rule_id,
+                        subject,
+                        firing=firing,
+                        since_ms=since_ms,
+                        last_ts_ms=last_ts_ms,
+                        value=value,
+                        event_kind=event_kind,
+                    )
+                    group.load(self._thresholds, self._slot_of, (subject.device,))
+                    return True
+        return super().adopt(
+            rule_id,
+            subject,
+            firing=firing,
+            since_ms=since_ms,
+            last_ts_ms=last_ts_ms,
+            value=value,
+            event_kind=event_kind,
         )
-        alerts.extend(
-            ActiveAlert(key[0], key[1], firing, r.since_ms, r.samples[-1][0], r.count)
-            for key, r in self._rates.items()
-            if r.firing
-        )
-        alerts.extend(
-            ActiveAlert(key[0], key[1], firing, f.since_ms, f.last_ts_ms, f.count)
-            for key, f in self._flats.items()
-            if f.firing
-        )
-        alerts.extend(
-            ActiveAlert(key[0], key[1], firing, a.since_ms, a.last_ts_ms, a.count)
-            for key, a in self._anomalies.items()
-            if a.firing
-        )
-        alerts.extend(
-            ActiveAlert(key[0], key[1], firing, c.since_ms, c.last_ts_ms, c.total)
-            for key, c in self._counts.items()
-            if c.firing
-        )
-        alerts.extend(
-            ActiveAlert(key[0], key[1], firing, c.since_ms, c.fired_ms, c.count)
-            for key, c in self._correlations.items()
-            if c.firing
-        )
-        alerts.extend(
-            ActiveAlert(key[0], key[1], firing, q.fired_ms, q.last_ts_ms, 1)
-            for key, q in self._silences.items()
-            if q.firing
-        )
-        alerts.sort(key=lambda a: (a.rule_id, a.device))
-        return alerts
 
     def statistics(self) -> EngineStatistics:
         """A snapshot of the engine's counters."""
+        active = len(self._events) + len(self._thresholds)
+        for group in self._all_groups():
+            if group.table == "thresholds":
+                active += int(np.count_nonzero(group.col["state"][: group.size]))
+            elif group.table is not None:
+                active += int(np.count_nonzero(group.col["firing"][: group.size]))
+        detached: tuple[Mapping[Any, Any], ...] = (self._rates, self._flats, self._anomalies)
+        others = (self._counts, self._silences, self._correlations)
+        active += sum(1 for table in detached + others for s in table.values() if s.firing)
         return EngineStatistics(
             readings=self._readings,
             events=self._event_count,
             evaluations=self._evaluations,
             late=self._late,
-            active=len(self._thresholds) + len(self._events) + self._firing_others(),
+            active=active,
         )
 
     def snapshot(self) -> bytes:
-        """The evaluation state as bytes, for :meth:`restore` after a restart.
+        """The evaluation state as bytes (format version 2), for :meth:`restore`.
 
-        It holds every pending and firing alert, ``for`` timer, window, count, baseline, watched
-        silence and correlation, with the subjects they are about and a fingerprint of each
-        rule that has state; not the rules themselves, nor the counters of :meth:`statistics`.
-        The bytes are JSON (see :mod:`rules._snapshot`): restoring them cannot run code.
+        What it holds is what the sequential engine's snapshot holds (see
+        :meth:`SequentialEngine.snapshot <rules._reference.SequentialEngine.snapshot>`); the
+        states that live in arrays are written as arrays, so that saving the state of a large
+        community takes milliseconds (see :mod:`rules._snapshot`).
         """
-        from rules._snapshot import encode_state  # noqa: PLC0415 - it imports this module
+        with _gc_paused():
+            return self._snapshot()
 
-        return encode_state(self._rules, self._state())
-
-    def restore(self, blob: bytes) -> RestoreReport:
-        """Replace the evaluation state with the one in ``blob`` (from :meth:`snapshot`).
-
-        The states of rules that were removed, or whose definition changed, are dropped: a
-        changed rule starts fresh.  Everything else goes on as if the engine had never stopped:
-        a pending threshold fires at its original deadline, a window keeps its events.  On
-        error the engine is left as it was.
-
-        Returns:
-            How many states were restored and dropped, and the rules whose states were dropped.
-
-        Raises:
-            SnapshotError: ``blob`` is not a snapshot, is corrupt or has another format version.
-        """
-        from rules._snapshot import decode_state  # noqa: PLC0415 - it imports this module
-
-        state, report = decode_state(self._rules, blob)
-        self._adopt(state)
-        return report
-
-    def _state(self) -> EngineState:
-        return EngineState(
+    def _snapshot(self) -> bytes:
+        self._seen.sync_all()
+        aside = EngineState(
             thresholds=self._thresholds,
             events=self._events,
             rates=self._rates,
@@ -572,609 +414,240 @@ class Engine:
             silences=self._silences,
             correlations=self._correlations,
         )
+        document = encode_document(self._rules, aside, self._fingerprint, SNAPSHOT_VERSION)
+        buffers: list[NDArray[Any]] = []
+        groups: list[dict[str, Any]] = []
+        for group in self._all_groups():
+            if group.table is None:
+                continue
+            pairs, columns = group.dump()
+            if not pairs.size:
+                continue
+            spec: dict[str, Any] = {
+                "table": group.table,
+                "metric": group.metric,
+                "rules": [rule.id for rule in group.rules],
+                "rule": len(buffers),
+                "device": len(buffers) + 1,
+                "columns": {},
+            }
+            buffers += [group.pair_rule[pairs], group.pair_slot[pairs]]
+            for name, column in columns.items():
+                spec["columns"][name] = len(buffers)
+                buffers.append(column)
+            for rule in group.rules:
+                document["rules"].setdefault(rule.id, self._fingerprint(rule))
+            groups.append(spec)
+        document["devices"] = [[s.device, s.labels] for s in self._subjects]
+        document["groups"] = groups
+        return encode_arrays(document, buffers)
+
+    def restore(self, blob: bytes) -> RestoreReport:
+        """Replace the evaluation state with the one in ``blob`` (format version 1 or 2).
+
+        See :meth:`SequentialEngine.restore <rules._reference.SequentialEngine.restore>`.
+        A device of the snapshot without a slot here gets the next free one, with the labels
+        it had then (a later :meth:`set_subjects` numbers the devices anew).
+
+        Raises:
+            SnapshotError: ``blob`` is not a snapshot, is corrupt or has another format version;
+                the engine is left as it was.
+        """
+        with _gc_paused():
+            if not blob.startswith(ARRAYS_MAGIC):
+                return super().restore(blob)
+            return self._restore(blob)
+
+    def _restore(self, blob: bytes) -> RestoreReport:
+        document, buffers = decode_arrays(blob)
+        state, report = decode_document(self._rules, document, self._fingerprint)
+        kept = kept_rules(self._rules, document.get("rules"), self._fingerprint)
+        devices, stored = self._read_groups(document, buffers, kept)
+        self._adopt(state)
+        # A device the engine has no slot for gets one, with the labels it had.
+        self._add_slots(
+            [Subject(d, labels) for d, labels in devices.items() if d not in self._slot_of]
+        )
+        devices_list = list(devices)
+        restored = dropped_states = 0
+        dropped: list[str] = []
+        at = np.array([self._slot_of[device] for device in devices_list], dtype=np.int64)
+        for checked, local, rule, device, columns, rule_ids in stored:
+            # The groups were built anew: the same rules, metric and kind, empty.
+            group = None if checked is None else self._group(checked.table, checked.metric)
+            mine = local[rule] if group is not None else np.full(rule.size, -1)
+            keep = mine >= 0
+            dropped += [rule_ids[r] for r in np.unique(rule[~keep]).tolist()]
+            dropped_states += int((~keep).sum())
+            if group is None or not keep.any():
+                continue
+            restored += int(keep.sum())
+            kept_columns = {name: column[keep] for name, column in columns.items()}
+            pairs = group.locate(mine[keep], at[device[keep]])
+            found = pairs >= 0
+            group.put(pairs[found], {n: c[found] for n, c in kept_columns.items()})
+            if not found.all():
+                aside_devices = device[keep][~found].tolist()
+                subjects = [self._subject_of(devices_list[d]) for d in aside_devices]
+                detached = group.detach(
+                    mine[keep][~found], subjects, {n: c[~found] for n, c in kept_columns.items()}
+                )
+                getattr(self, "_" + str(group.table)).update(detached)
+        return RestoreReport(
+            states=report.states + restored,
+            dropped=report.dropped + dropped_states,
+            dropped_rules=tuple(sorted(set(report.dropped_rules) | set(dropped))),
+        )
+
+    def _group(self, table: object, metric: object) -> ReadingGroup | None:
+        groups = self._groups.get(metric, ()) if isinstance(metric, str) else ()
+        return next((group for group in groups if group.table == table), None)
+
+    def _subject_of(self, device: str) -> Subject:
+        slot = self._slot_of.get(device)
+        return self._subjects[slot] if slot is not None else Subject(device, {})
+
+    def _fingerprint(self, rule: RuleBase) -> str:
+        found = self._fingerprints.get(rule.id)
+        if found is None:
+            found = self._fingerprints[rule.id] = rule_fingerprint(rule)
+        return found
+
+    def _read_groups(
+        self,
+        document: Mapping[str, Any],
+        buffers: Sequence[NDArray[Any]],
+        kept: Mapping[str, Any],
+    ) -> tuple[dict[str, dict[str, str]], list[_Stored]]:
+        """The array states of a version 2 snapshot, checked before anything is changed."""
+        raw = document.get("devices")
+        devices: dict[str, dict[str, str]] = {}
+        items: list[Any] = raw if isinstance(raw, list) else [None]
+        for item in items:
+            ok = isinstance(item, list) and len(item) == 2  # noqa: PLR2004 - [device, labels]
+            device, labels = (item[0], item[1]) if ok else (None, None)
+            if (
+                not isinstance(device, str)
+                or not isinstance(labels, dict)
+                or not all(isinstance(v, str) for v in labels.values())
+                or device in devices
+            ):
+                raise SnapshotError("snapshot 'devices' is not a list of [device, {label: text}]")
+            devices[device] = labels
+        specs = document.get("groups")
+        if not isinstance(specs, list):
+            raise SnapshotError("snapshot 'groups' is not a list")
+        stored: list[_Stored] = []
+        for index, spec in enumerate(specs):
+            where = f"snapshot groups[{index}]"
+            try:
+                stored.append(self._read_group(spec, buffers, kept, len(devices)))
+            except (KeyError, TypeError, IndexError, ValueError) as exc:
+                raise SnapshotError(f"{where}: damaged ({exc!r})") from None
+            except _GroupError as exc:
+                raise SnapshotError(f"{where}: {exc}") from None
+        return devices, stored
+
+    def _read_group(
+        self,
+        spec: Mapping[str, Any],
+        buffers: Sequence[NDArray[Any]],
+        kept: Mapping[str, Any],
+        devices: int,
+    ) -> _Stored:
+        table, metric, rule_ids = spec["table"], spec["metric"], spec["rules"]
+        if not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
+            raise _GroupError("'rules' is not a list of rule ids")
+        rule, device = buffers[spec["rule"]], buffers[spec["device"]]
+        n = rule.size
+        for name, array in (("rule", rule), ("device", device)):
+            if array.dtype != np.int64 or array.shape != (n,):
+                raise _GroupError(f"{name!r} is not {n} integers")
+        if n and (rule.min() < 0 or rule.max() >= len(rule_ids)):
+            raise _GroupError("a state names a rule the group does not list")
+        if n and (device.min() < 0 or device.max() >= devices):
+            raise _GroupError("a state names a device the snapshot does not list")
+        columns = {str(name): buffers[i] for name, i in dict(spec["columns"]).items()}
+        group = next((g for g in self._groups.get(metric, ()) if g.table == table), None)
+        local = np.full(len(rule_ids), -1, dtype=np.int64)
+        if group is not None:
+            problem = group.check(columns, n)
+            if problem is not None:
+                raise _GroupError(problem)
+            for r, rule_id in enumerate(rule_ids):
+                if rule_id in kept and rule_id in group.index:
+                    local[r] = group.index[rule_id]
+        return group, local, rule, device, columns, rule_ids
+
+    def _state(self) -> EngineState:
+        self._seen.sync_all()
+        tables: dict[str, dict[Any, Any]] = {
+            table: dict(getattr(self, "_" + table)) for table in _ARRAY_TABLES
+        }
+        for group in self._all_groups():
+            if group.table is not None:
+                tables[group.table].update(group.export(self._subjects))
+        return EngineState(
+            thresholds=tables["thresholds"],
+            events=self._events,
+            rates=tables["rates"],
+            flats=tables["flats"],
+            anomalies=tables["anomalies"],
+            counts=self._counts,
+            silences=self._silences,
+            correlations=self._correlations,
+        )
 
     def _adopt(self, state: EngineState) -> None:
-        self._thresholds = state.thresholds
-        self._events = state.events
-        self._rates = state.rates
-        self._flats = state.flats
-        self._anomalies = state.anomalies
-        self._counts = state.counts
-        self._silences = state.silences
-        self._correlations = state.correlations
-        # Every state with a deadline or a timer has exactly one live heap entry, the one its
-        # deadline_ms or timer_ms names; the others in the heaps were stale.  Rebuilt from the
-        # states, the heaps pop in the same order as before.
-        self._deadlines = [
-            (s.deadline_ms, *key) for key, s in self._events.items() if s.deadline_ms is not None
-        ]
-        heapq.heapify(self._deadlines)
-        timed: tuple[Mapping[_Key, _CountState | _SilenceState | _CorrelationState], ...] = (
-            self._counts,
-            self._silences,
-            self._correlations,
-        )
-        self._timers = [
-            (s.timer_ms, *key)
-            for table in timed
-            for key, s in table.items()
-            if s.timer_ms is not None
-        ]
-        heapq.heapify(self._timers)
-        # Built again from the silence states at each device's next activity.
-        self._watches = {}
-
-    def _firing_others(self) -> int:
-        states: tuple[Mapping[_Key, Any], ...] = (
-            self._rates,
-            self._flats,
-            self._anomalies,
-            self._counts,
-            self._silences,
-            self._correlations,
-        )
-        return sum(1 for table in states for state in table.values() if state.firing)
-
-    def _metric(
-        self,
-        rule: ThresholdRule | RateOfChangeRule | FlatLineRule | AnomalyRule,
-        subject: Subject,
-        ts_ms: int,
-        value: float,
-    ) -> Transition | None:
-        match rule:
-            case ThresholdRule():
-                return self._threshold(rule, subject, ts_ms, value)
-            case RateOfChangeRule():
-                return self._rate(rule, subject, ts_ms, value)
-            case FlatLineRule():
-                return self._flat(rule, subject, ts_ms, value)
-            case AnomalyRule():
-                return self._anomaly(rule, subject, ts_ms, value)
-
-    # -- thresholds -------------------------------------------------------------------------
-
-    def _threshold(
-        self, rule: ThresholdRule, subject: Subject, ts_ms: int, value: float
-    ) -> Transition | None:
-        key = (rule.id, subject.device)
-        state = self._thresholds.get(key)
-        if state is None:
-            threshold = rule.breach(value)
-            if threshold is None:
-                return None
-            entered = AlertState.FIRING if rule.for_ms == 0 else AlertState.PENDING
-            state = _ThresholdState(entered, ts_ms, ts_ms, threshold)
-            self._thresholds[key] = state
-            return self._threshold_transition(rule, subject, state, ts_ms, value)
-        if ts_ms < state.last_ts_ms:
-            # A replayed or reordered sample would move `for` backwards; the state keeps time.
-            self._late += 1
-            return None
-        state.last_ts_ms = ts_ms
-        state.count += 1
-        moved_to = _next_threshold_state(rule, state, ts_ms, value)
-        if moved_to is None:
-            return None
-        state.state = moved_to
-        if moved_to is not AlertState.FIRING:
-            del self._thresholds[key]
-        return self._threshold_transition(rule, subject, state, ts_ms, value)
-
-    def _threshold_transition(
-        self,
-        rule: ThresholdRule,
-        subject: Subject,
-        state: _ThresholdState,
-        ts_ms: int,
-        value: float,
-    ) -> Transition:
-        fields = {"value": value, "metric": rule.metric, "threshold": state.threshold}
-        return _transition(rule, subject, state.state, ts_ms, state.since_ms, fields, value=value)
-
-    # -- events -----------------------------------------------------------------------------
-
-    def _event(
-        self, rule: EventRule, subject: Subject, ts_ms: int, kind: str, data: Mapping[str, Any]
-    ) -> list[Transition]:
-        key = (rule.id, subject.device)
-        state = self._events.get(key)
-        out: list[Transition] = []
-        if state is not None:
-            if ts_ms < state.last_ts_ms:
-                self._late += 1
-                return out
-            if state.deadline_ms is not None and ts_ms >= state.deadline_ms:
-                # The alert expired before this event; tick() has not run yet.  Close the old
-                # firing period at its deadline so this event can start a new one.
-                del self._events[key]
-                out.append(
-                    self._event_transition(rule, state, AlertState.RESOLVED, state.deadline_ms)
-                )
-                state = None
-        if rule.resolves(data):
-            if state is not None:
-                del self._events[key]
-                state.subject, state.event_kind = subject, kind
-                out.append(self._event_transition(rule, state, AlertState.RESOLVED, ts_ms))
-            return out
-        if not rule.fires(ts_ms, data):
-            return out
-        deadline = None if rule.auto_resolve_ms is None else ts_ms + rule.auto_resolve_ms
-        if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, rule.id, subject.device))
-        if state is not None:
-            # Already firing: a repeat is counted, not fired again, and keeps the alert alive.
-            state.count += 1
-            state.last_ts_ms = ts_ms
-            state.deadline_ms = deadline
-            state.subject = subject
-            return out
-        state = _EventState(subject, kind, ts_ms, ts_ms, deadline)
-        self._events[key] = state
-        out.append(self._event_transition(rule, state, AlertState.FIRING, ts_ms))
-        return out
-
-    def _event_transition(
-        self, rule: EventRule, state: _EventState, entered: AlertState, ts_ms: int
-    ) -> Transition:
-        fields = {"event_kind": state.event_kind}
-        return _transition(
-            rule, state.subject, entered, ts_ms, state.since_ms, fields, event_kind=state.event_kind
-        )
-
-    # -- rate of change ---------------------------------------------------------------------
-
-    def _rate(
-        self, rule: RateOfChangeRule, subject: Subject, ts_ms: int, value: float
-    ) -> Transition | None:
-        key = (rule.id, subject.device)
-        state = self._rates.get(key)
-        if state is None:
-            self._rates[key] = _RateState(subject, collections.deque([(ts_ms, value)]))
-            return None
-        samples = state.samples
-        if ts_ms <= samples[-1][0]:
-            self._late += 1  # an equal timestamp would make a rate out of nothing
-            return None
-        samples.append((ts_ms, value))
-        state.subject = subject
-        # Keep one sample at or before the window's start: the reference the rate is taken from.
-        horizon = ts_ms - rule.window_ms
-        while len(samples) > 2 and samples[1][0] <= horizon:  # noqa: PLR2004 - ref + newest
-            samples.popleft()
-        ref_ts, ref_value = samples[0]
-        if ref_ts > horizon:
-            return None  # not a full window of history yet
-        rate = (value - ref_value) * _MINUTE_MS / (ts_ms - ref_ts)
-        if state.firing:
-            state.count += 1
-            if rule.breach(rate):
-                return None
-            state.firing = False
-            entered = AlertState.RESOLVED
-        elif rule.breach(rate) and (rule.schedule is None or rule.schedule.contains(ts_ms)):
-            state.firing, state.since_ms, state.count = True, ts_ms, 1
-            entered = AlertState.FIRING
-        else:
-            return None
-        fields = {
-            "value": value,
-            "metric": rule.metric,
-            "rate": rate,
-            "threshold": rule.max_per_minute,
-        }
-        return _transition(rule, subject, entered, ts_ms, state.since_ms, fields, value=value)
-
-    # -- flat line --------------------------------------------------------------------------
-
-    def _flat(
-        self, rule: FlatLineRule, subject: Subject, ts_ms: int, value: float
-    ) -> Transition | None:
-        key = (rule.id, subject.device)
-        state = self._flats.get(key)
-        if state is None:
-            self._flats[key] = _FlatState(subject, value, ts_ms, ts_ms)
-            return None
-        if ts_ms < state.last_ts_ms:
-            self._late += 1
-            return None
-        state.last_ts_ms = ts_ms
-        state.subject = subject
-        if abs(value - state.reference) > rule.tolerance:
-            was_firing, since_ms = state.firing, state.since_ms
-            # The value moved: the stuck period (if any) ends and a new one may start here.
-            state.reference, state.since_ms, state.count, state.firing = value, ts_ms, 1, False
-            if not was_firing:
-                return None
-            entered = AlertState.RESOLVED
-        else:
-            state.count += 1
-            if state.firing or ts_ms - state.since_ms < rule.for_ms:
-                return None
-            state.firing = True
-            since_ms = state.since_ms
-            entered = AlertState.FIRING
-        fields = {
-            "value": value,
-            "metric": rule.metric,
-            "stuck_min": (ts_ms - since_ms) / _MINUTE_MS,
-        }
-        return _transition(rule, subject, entered, ts_ms, since_ms, fields, value=value)
-
-    # -- anomaly ----------------------------------------------------------------------------
-
-    def _anomaly(
-        self, rule: AnomalyRule, subject: Subject, ts_ms: int, value: float
-    ) -> Transition | None:
-        key = (rule.id, subject.device)
-        state = self._anomalies.get(key)
-        if state is None:
-            self._anomalies[key] = _AnomalyState(subject, ts_ms, value)
-            return None
-        if ts_ms < state.last_ts_ms:
-            self._late += 1  # a baseline fed out of order would not be the same on replay
-            return None
-        state.last_ts_ms = ts_ms
-        state.subject = subject
-        transition = None
-        mean = state.mean
-        zscore = rule.zscore(value, mean, state.var) if state.n >= rule.warmup else None
-        if zscore is not None:
-            breach = rule.breach(zscore)
-            entered = None
-            if state.firing:
-                state.count += 1
-                if not breach:
-                    state.firing = False
-                    entered = AlertState.RESOLVED
-            elif breach and (rule.schedule is None or rule.schedule.contains(ts_ms)):
-                state.firing, state.since_ms, state.count = True, ts_ms, 1
-                entered = AlertState.FIRING
-            if entered is not None:
-                fields = {"value": value, "metric": rule.metric, "mean": mean, "zscore": zscore}
-                transition = _transition(
-                    rule, subject, entered, ts_ms, state.since_ms, fields, value=value
-                )
-        # EWMA mean and variance (West's incremental form).  Until 1/n drops below alpha the
-        # weight is 1/n, an exact running mean, so the first reading does not bias the baseline.
-        if zscore is not None:
-            value = rule.clip(value, mean, state.var)
-        state.n += 1
-        alpha = max(rule.alpha, 1.0 / state.n)
-        diff = value - mean
-        step = alpha * diff
-        state.mean = mean + step
-        state.var = (1.0 - alpha) * (state.var + diff * step)
-        return transition
-
-    # -- count in a window ------------------------------------------------------------------
-
-    def _count(
-        self,
-        rule: CountRule,
-        subject: Subject,
-        ts_ms: int,
-        kind: str,
-        data: Mapping[str, Any],
-        out: list[Transition],
-    ) -> None:
-        key = (rule.id, subject.device)
-        state = self._counts.get(key)
-        if state is not None:
-            if ts_ms < state.last_ts_ms:
-                self._late += 1
-                return
-            if state.firing and state.resolve_ms <= ts_ms:
-                # The alert ended before this event and tick() has not run yet.
-                state.firing = False
-                out.append(self._count_transition(rule, state, AlertState.RESOLVED))
-        if not rule.counts(ts_ms, data):
-            return
-        if state is None:
-            state = _CountState(subject, kind, collections.deque(maxlen=rule.count), ts_ms)
-            self._counts[key] = state
-        times = state.times
-        times.append(ts_ms)
-        state.last_ts_ms, state.subject, state.event_kind = ts_ms, subject, kind
-        full = len(times) == rule.count and ts_ms - times[0] < rule.window_ms
-        if rule.auto_resolve_ms is not None:
-            resolve_ms = ts_ms + rule.auto_resolve_ms
-        else:
-            # The oldest of the last `count` events leaves the window then, if none follow.
-            resolve_ms = times[0] + rule.window_ms
-        if state.firing:
-            state.total += 1
-            state.resolve_ms = max(state.resolve_ms, resolve_ms)
-            return
-        if not full:
-            return
-        state.firing, state.since_ms, state.total = True, times[0], rule.count
-        state.resolve_ms = resolve_ms
-        state.timer_ms = resolve_ms
-        heapq.heappush(self._timers, (resolve_ms, rule.id, subject.device))
-        out.append(self._count_transition(rule, state, AlertState.FIRING))
-
-    def _count_timer(self, rule: CountRule, key: _Key, due: int, out: list[Transition]) -> None:
-        state = self._counts.get(key)
-        if state is None or not state.firing or state.timer_ms != due:
-            return  # stale: resolved since, and perhaps firing again with another entry
-        if state.resolve_ms > due:
-            state.timer_ms = state.resolve_ms
-            heapq.heappush(self._timers, (state.resolve_ms, *key))
-            return
-        state.firing, state.timer_ms = False, None
-        out.append(self._count_transition(rule, state, AlertState.RESOLVED))
-
-    def _count_transition(
-        self, rule: CountRule, state: _CountState, entered: AlertState
-    ) -> Transition:
-        # A count fires on its completing event and resolves at the computed resolve time.
-        ts_ms = state.last_ts_ms if entered is AlertState.FIRING else state.resolve_ms
-        if entered is AlertState.RESOLVED:
-            state.timer_ms = None
-        fields = {"event_kind": state.event_kind, "count": state.total}
-        return _transition(
-            rule,
-            state.subject,
-            entered,
-            ts_ms,
-            state.since_ms,
-            fields,
-            event_kind=state.event_kind,
-        )
-
-    # -- correlation ------------------------------------------------------------------------
-
-    def _correlate(
-        self,
-        rule: CorrelationRule,
-        subject: Subject,
-        ts_ms: int,
-        met: list[int],
-        out: list[Transition],
-    ) -> None:
-        """Record that conditions ``met`` (indexes) occurred at ``subject``'s place at ``ts_ms``."""
-        if not met:
-            return
-        place = _place_key(rule.place_by, subject)
-        if place is None:
-            return  # no place in the registry: it cannot be correlated with anything
-        key = (rule.id, place)
-        state = self._correlations.get(key)
-        if state is None:
-            state = _CorrelationState(Subject(place, subject.labels), [None] * len(rule.conditions))
-            self._correlations[key] = state
-        if state.firing and state.resolve_ms <= ts_ms:
-            # Out of the window before this occurrence and tick() has not run yet.
-            self._end_correlation(rule, state, out)
-        state.subject = Subject(place, subject.labels)
-        span = self._record(state.seen, met, ts_ms)
-        if span is None or span[1] - span[0] >= rule.window_ms:
-            return
-        oldest, newest = span
-        # The pair holds until the oldest occurrence leaves the window.
-        state.resolve_ms = oldest + rule.window_ms
-        if state.firing:
-            state.count += 1
-            return
-        if rule.schedule is not None and not rule.schedule.contains(newest):
-            return
-        state.firing, state.since_ms, state.fired_ms, state.count = True, oldest, newest, 1
-        if state.timer_ms is None:
-            state.timer_ms = state.resolve_ms
-            heapq.heappush(self._timers, (state.resolve_ms, *key))
-        out.append(_transition(rule, state.subject, AlertState.FIRING, newest, oldest, {}))
-
-    def _record(self, seen: list[int | None], met: list[int], ts_ms: int) -> tuple[int, int] | None:
-        """Mark conditions ``met`` as seen at ``ts_ms``; (oldest, newest) once all were seen."""
-        for index in met:
-            previous = seen[index]
-            if previous is not None and ts_ms < previous:
-                self._late += 1  # a late sample must not move an occurrence back in time
-                continue
-            seen[index] = ts_ms
-        times = [t for t in seen if t is not None]
-        if len(times) < len(seen):
-            return None
-        return min(times), max(times)
-
-    def _end_correlation(
-        self, rule: CorrelationRule, state: _CorrelationState, out: list[Transition]
-    ) -> None:
-        state.firing = False
-        ts_ms = state.resolve_ms
-        out.append(_transition(rule, state.subject, AlertState.RESOLVED, ts_ms, state.since_ms, {}))
-
-    def _correlation_timer(
-        self, rule: CorrelationRule, key: _Key, due: int, out: list[Transition]
-    ) -> None:
-        state = self._correlations.get(key)
-        if state is None or state.timer_ms != due:
-            return
-        state.timer_ms = None
-        if not state.firing:
-            return
-        if state.resolve_ms > due:
-            state.timer_ms = state.resolve_ms
-            heapq.heappush(self._timers, (state.resolve_ms, *key))
-            return
-        self._end_correlation(rule, state, out)
-
-    # -- absence and inactivity -------------------------------------------------------------
-
-    def _touch(
-        self,
-        subject: Subject,
-        ts_ms: int,
-        kind: str | None,
-        data: Mapping[str, Any] | None,
-        out: list[Transition],
-    ) -> None:
-        """Record activity of ``subject`` (an event when ``kind`` is given, else a reading)."""
-        cached = self._watches.get(subject.device)
-        if cached is None or cached[0] is not subject.labels:
-            # First sight of the device, or the hub re-registered it with new labels.
-            cached = (subject.labels, self._watches_for(subject, ts_ms))
-            self._watches[subject.device] = cached
-        for rule, state in cached[1]:
-            if isinstance(rule, InactivityRule) and (
-                kind is None or data is None or not rule.is_activity(kind, data)
-            ):
-                continue
-            if ts_ms < state.last_ts_ms:
-                continue  # older than what the state already knows: no news of life
-            self._evaluations += 1
-            armed = state.timer_ms is not None  # else first activity (or firing, below)
-            if armed and ts_ms - state.last_ts_ms > state.for_ms:
-                # The silence ran out before this activity but tick() had not run yet (a
-                # replay, or a stream with gaps): report the gap it had, as live data would.
-                fire_ms = state.last_ts_ms + state.for_ms
-                if rule.schedule is None or rule.schedule.contains(fire_ms):
-                    state.firing, state.fired_ms = True, fire_ms
-                    out.append(self._silence_transition(rule, state, fire_ms))
-            state.subject = _silence_subject(rule, subject, state.subject.device)
-            if state.firing:
-                state.firing = False
-                out.append(self._silence_transition(rule, state, ts_ms, resolved=True))
-            state.last_ts_ms = ts_ms
-            if state.timer_ms is None:
-                state.timer_ms = ts_ms + state.for_ms
-                heapq.heappush(self._timers, (state.timer_ms, rule.id, state.subject.device))
-
-    def _watches_for(self, subject: Subject, ts_ms: int) -> tuple[_Watch, ...]:
-        watches: list[_Watch] = []
-        for rule in self._rules.watchers:
-            if not rule.scope.matches(subject.device, subject.labels):
-                continue
-            subject_key = _silence_key(rule, subject)
-            if subject_key is None:
-                continue  # a device with no unit in the registry cannot show life at one
-            key = (rule.id, subject_key)
-            state = self._silences.get(key)
-            if state is None:
-                if isinstance(rule, AbsenceRule):
-                    for_ms = rule.silence_ms(subject.labels)
-                else:
-                    for_ms = rule.for_ms
-                # Seen for the first time.  The timer is queued by the first activity in
-                # _touch: for inactivity that is an activity event, not this reading, so a
-                # unit is watched only once someone has been seen moving in it.
-                subject_at = _silence_subject(rule, subject, subject_key)
-                state = _SilenceState(subject_at, for_ms, ts_ms, timer_ms=None)
-                self._silences[key] = state
-            watches.append((rule, state))
-        return tuple(watches)
-
-    def _silence_timer(
-        self, rule: AbsenceRule | InactivityRule, key: _Key, due: int, out: list[Transition]
-    ) -> None:
-        state = self._silences.get(key)
-        if state is None or state.firing or state.timer_ms != due:
-            return
-        deadline = state.last_ts_ms + state.for_ms
-        if deadline > due:
-            # Activity since the entry was queued moved the deadline; queue it again.
-            state.timer_ms = deadline
-            heapq.heappush(self._timers, (deadline, *key))
-            return
-        if rule.schedule is not None and not rule.schedule.contains(due):
-            # Schedules have minute resolution, so looking again at the next minute finds the
-            # first instant inside the window without computing calendars here.
-            state.timer_ms = (due // _MINUTE_MS + 1) * _MINUTE_MS
-            heapq.heappush(self._timers, (state.timer_ms, *key))
-            return
-        state.firing, state.fired_ms, state.timer_ms = True, due, None
-        out.append(self._silence_transition(rule, state, due))
-
-    def _silence_transition(
-        self,
-        rule: AbsenceRule | InactivityRule,
-        state: _SilenceState,
-        ts_ms: int,
-        *,
-        resolved: bool = False,
-    ) -> Transition:
-        # The silence started at the last activity; that is also what makes the firing period
-        # unique, since a new period needs new activity first.
-        entered = AlertState.RESOLVED if resolved else AlertState.FIRING
-        fields = {"silent_min": (ts_ms - state.last_ts_ms) / _MINUTE_MS}
-        return _transition(rule, state.subject, entered, ts_ms, state.last_ts_ms, fields)
+        super()._adopt(state)
+        self._rebuild(state)
 
 
-def _next_threshold_state(
-    rule: ThresholdRule, state: _ThresholdState, ts_ms: int, value: float
-) -> AlertState | None:
-    """The state a pending or firing threshold alert moves to at this reading, or None."""
-    if state.state is AlertState.PENDING:
-        threshold = rule.breach(value)
-        if threshold is None:
-            return AlertState.CANCELLED
-        # With both bounds the value may have jumped to the other side; report the one it crosses.
-        state.threshold = threshold
-        return AlertState.FIRING if ts_ms - state.since_ms >= rule.for_ms else None
-    # Firing: only the clear band ends it, not merely dropping back under the threshold.
-    return AlertState.RESOLVED if rule.cleared(value) else None
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile.
+
+    A snapshot allocates tens of thousands of short lists and no cycles; with a large heap,
+    collections set off by them cost more than the snapshot itself.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
-def _place_key(place_by: tuple[str, ...], subject: Subject) -> str | None:
-    """``place:`` and the subject's ``place_by`` labels joined by "/", or None if one is missing."""
-    parts: list[str] = []
-    for label in place_by:
-        part = subject.labels.get(label)
-        if not part:
-            return None
-        parts.append(part)
-    return PLACE_KEY_PREFIX + "/".join(parts)
+class _GroupError(Exception):
+    """A group of a snapshot that cannot be read; the caller says which."""
 
 
-def _silence_key(rule: AbsenceRule | InactivityRule, subject: Subject) -> str | None:
-    """The key a silence is tracked under: the device, or the place for inactivity."""
-    if isinstance(rule, AbsenceRule):
-        return subject.device
-    return _place_key(rule.place_by, subject)
+# (group here, stored rule -> its index here or -1, rule per state, device per state, columns,
+# the stored rule ids)
+_Stored = tuple[
+    ReadingGroup | None,
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.int64],
+    dict[str, NDArray[Any]],
+    list[str],
+]
 
 
-def _silence_subject(
-    rule: AbsenceRule | InactivityRule, subject: Subject, subject_key: str
-) -> Subject:
-    # An inactivity alert is about a place: it carries the place key as its device, and the
-    # labels of the device last active there (which name the place).
-    if isinstance(rule, AbsenceRule):
-        return subject
-    return Subject(subject_key, subject.labels)
-
-
-def _transition(
-    rule: RuleBase,
-    subject: Subject,
-    state: AlertState,
-    ts_ms: int,
-    since_ms: int,
-    fields: Mapping[str, object],
-    *,
-    value: float | None = None,
-    event_kind: str | None = None,
-) -> Transition:
-    fixed = {
-        "rule_id": rule.id,
-        "severity": rule.severity.value,
-        "issue_class": rule.issue_class.value,
-        "device": subject.device,
-    }
-    labels = {**subject.labels, **rule.labels, **fixed}
-    summary, message = rule.render({**labels, **fields})
-    return Transition(
-        rule_id=rule.id,
-        device=subject.device,
-        state=state,
-        ts_ms=ts_ms,
-        since_ms=since_ms,
-        severity=rule.severity,
-        issue_class=rule.issue_class,
-        summary=summary,
-        message=message,
-        labels=labels,
-        value=value,
-        event_kind=event_kind,
-    )
+def _segments(slots: NDArray[np.int64]) -> list[tuple[int, int]]:
+    """Cut readings into runs in which no slot repeats, in order: (start, stop) of each."""
+    n = int(slots.size)
+    if n == 1 or np.unique(slots).size == n:
+        return [(0, n)]
+    cuts: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    start = 0
+    for i, slot in enumerate(slots.tolist()):
+        if slot in seen:
+            cuts.append((start, i))
+            start, seen = i, set()
+        seen.add(slot)
+    cuts.append((start, n))
+    return cuts

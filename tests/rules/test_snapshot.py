@@ -20,7 +20,8 @@ from rules import (
     parse_rules,
     rule_fingerprint,
 )
-from rules._snapshot import _DECODERS, _TABLES
+from rules._reference import SequentialEngine
+from rules._snapshot import _DECODERS, _TABLES, decode_arrays
 from rules.engine import EngineState
 
 T0 = 1_767_585_600_000  # 2026-01-05 04:00 UTC
@@ -433,16 +434,27 @@ def test_restarting_at_any_point_changes_no_transition_of_any_kind(restart_every
     assert play(steps, restart_every) == (expected, active)
 
 
-def test_a_snapshot_is_json_with_each_subject_once_and_no_counters(subject: Subject) -> None:
+def test_a_snapshot_is_a_json_header_and_arrays_with_no_counters(
+    subject: Subject,
+) -> None:
     text = "rules:\n" + HIGH_TEMPERATURE + DOOR_FORCED + ABSENCE.removeprefix("rules:\n")
     engine = Engine(parse_rules(text, "test.yaml"))
     engine.on_reading(subject, T0, {"temperature": 60.0})
     engine.on_event(subject, T0, "door.forced", {})
-    document = json.loads(engine.snapshot())
-    assert (document["format"], document["version"]) == ("anju.rules.engine-state", 1)
+    document, buffers = decode_arrays(engine.snapshot())
+    assert (document["format"], document["version"]) == ("anju.rules.engine-state", 2)
     assert document["subjects"] == [["dev-1", dict(subject.labels)]]
     assert set(document["rules"]) == {"high-temperature", "door-forced", "device-silent"}
-    assert [len(rows) for rows in document["states"].values()] == [1, 1, 0, 0, 0, 0, 1, 0]
+    # The pending threshold is in the arrays, the event alert and the silence in the JSON.
+    assert [len(rows) for rows in document["states"].values()] == [0, 1, 0, 0, 0, 0, 1, 0]
+    [group] = document["groups"]
+    assert (group["table"], group["metric"], group["rules"]) == (
+        "thresholds",
+        "temperature",
+        ["high-temperature"],
+    )
+    assert document["devices"] == [["dev-1", dict(subject.labels)]]
+    assert buffers[group["columns"]["since"]].tolist() == [T0]
 
     restored = Engine(engine.rules)
     report = restored.restore(engine.snapshot())
@@ -456,9 +468,19 @@ def test_infinite_values_in_a_state_survive(subject: Subject) -> None:
     engine.on_reading(subject, T0, {"temperature": 1.0})
     engine.on_reading(subject, T0 + MIN, {"temperature": 1e200})  # the variance overflows
     restored = restarted(engine)
-    [row] = json.loads(engine.snapshot())["states"]["anomalies"]
-    assert "inf" in row
+    [state] = restored._state().anomalies.values()
+    assert state.var == float("inf")
     assert restored.snapshot() == engine.snapshot()
+    # And through the JSON of version 1, as the sequential engine writes it.
+    reference = SequentialEngine(engine.rules)
+    reference.on_reading(subject, T0, {"temperature": 1.0})
+    reference.on_reading(subject, T0 + MIN, {"temperature": 1e200})
+    [row] = json.loads(reference.snapshot())["states"]["anomalies"]
+    assert "inf" in row
+    from_json = Engine(engine.rules)
+    from_json.restore(reference.snapshot())
+    [state] = from_json._state().anomalies.values()
+    assert state.var == float("inf")
 
 
 def test_every_field_of_every_state_has_a_reader() -> None:
@@ -468,9 +490,13 @@ def test_every_field_of_every_state_has_a_reader() -> None:
 
 
 def snapshot_document(subject: Subject) -> tuple[Engine, dict[str, Any]]:
-    engine = Engine(parse_rules("rules:\n" + HIGH_TEMPERATURE, "test.yaml"))
-    engine.on_reading(subject, T0, {"temperature": 60.0})
-    return engine, json.loads(engine.snapshot())
+    """An engine with a pending alert, and the same state as a version 1 JSON document."""
+    reference = SequentialEngine(parse_rules("rules:\n" + HIGH_TEMPERATURE, "test.yaml"))
+    reference.on_reading(subject, T0, {"temperature": 60.0})
+    engine = Engine(reference.rules)
+    engine.restore(reference.snapshot())
+    assert [a.state for a in engine.active()] == [AlertState.PENDING]
+    return engine, json.loads(reference.snapshot())
 
 
 def edit(document: dict[str, Any], change: Callable[[dict[str, Any]], object]) -> bytes:
@@ -483,7 +509,7 @@ def edit(document: dict[str, Any], change: Callable[[dict[str, Any]], object]) -
     [
         (
             lambda d: d.update(version=SNAPSHOT_VERSION + 1),
-            "snapshot format version 2; this engine reads version 1",
+            "snapshot format version 3; this engine reads versions 1 (JSON) and 2 (arrays)",
         ),
         (lambda d: d.pop("format"), "not a rules engine snapshot"),
         (
@@ -539,8 +565,9 @@ def test_what_is_not_a_snapshot_at_all_is_refused(subject: Subject, blob: bytes)
 
 def test_a_subject_index_out_of_range_is_refused(subject: Subject) -> None:
     engine = Engine(parse_rules("rules:\n" + DOOR_FORCED, "test.yaml"))
-    engine.on_event(subject, T0, "door.forced", {})
-    document: Mapping[str, Any] = json.loads(engine.snapshot())
+    reference = SequentialEngine(engine.rules)
+    reference.on_event(subject, T0, "door.forced", {})
+    document: Mapping[str, Any] = json.loads(reference.snapshot())
     document["states"]["events"][0][2] = 5
     with pytest.raises(
         SnapshotError, match=r"states\.events\[0\]\.subject: expected a subject's index, got 5"

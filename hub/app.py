@@ -66,33 +66,18 @@ class RulesBridge(RuleSink):
         self.engine = engine
         self._alerts = alerts
         self._devices = devices
-        self._subjects: dict[str, Subject] = {}
-        self._slot_subjects: list[Subject | None] = []
+        self._subjects: list[Subject] = []
         # Messages' readings waiting for evaluation, the first one from ``_offset`` on.
         self._readings: collections.deque[Readings] = collections.deque()
         self._offset = 0
         self._backlog = 0
         self._queued = asyncio.Event()
         self.data_time_ms = 0
+        self.forget_subjects()
 
     def subject(self, device: DeviceInfo) -> Subject:
-        """The rules' subject for a device, with its registry labels (built once)."""
-        subject = self._subjects.get(device.id)
-        if subject is None:
-            subject = self._subjects[device.id] = Subject(device.id, device.labels)
-        return subject
-
-    def _slot_subject(self, slot: int) -> Subject | None:
-        subjects = self._slot_subjects
-        if slot >= len(subjects):
-            subjects.extend([None] * (len(self._devices) - len(subjects)))
-        subject = subjects[slot]
-        if subject is None:
-            device = self._devices.device(slot)
-            if device is None:
-                return None
-            subject = subjects[slot] = self.subject(device)
-        return subject
+        """The rules' subject for a device, with its registry labels."""
+        return self._subjects[self._devices.slot_of[device.id]]
 
     def on_readings(self, readings: Readings) -> None:
         """Queue a message's readings for evaluation."""
@@ -113,46 +98,40 @@ class RulesBridge(RuleSink):
         self._alerts.gateway_presence(gateway, online=online, ts_ms=ts_ms)
 
     def forget_subjects(self) -> None:
-        """Build subjects anew from the registry (after a reload: moved devices, new labels)."""
-        self._subjects.clear()
-        self._slot_subjects.clear()
-        self.engine.forget_scopes()
+        """Number the registry's devices for the engine anew (moved devices, new labels).
+
+        Slot ``i`` of the engine is slot ``i`` of the hub's device table; a device removed
+        from the registry keeps its last subject (no reading of it is accepted any more).
+        """
+        subjects = self._subjects
+        for slot, device in enumerate(self._devices.devices):
+            if device is not None:
+                subject = Subject(device.id, device.labels)
+            else:
+                subject = (
+                    subjects[slot] if slot < len(subjects) else Subject(self._devices.ids[slot], {})
+                )
+            if slot < len(subjects):
+                subjects[slot] = subject
+            else:
+                subjects.append(subject)
+        self.engine.set_subjects(subjects)
 
     def evaluate(self, limit: int | None = None) -> int:
         """Evaluate queued readings (at most ``limit``); how many were."""
         done = 0
         queue, engine = self._readings, self.engine
-        watched, watching = engine.rules.metrics, bool(engine.rules.watchers)
         while queue and (limit is None or done < limit):
             readings = queue[0]
-            stop = (
-                len(readings) if limit is None else min(len(readings), self._offset + limit - done)
+            start = self._offset
+            stop = len(readings) if limit is None else min(len(readings), start + limit - done)
+            part = (
+                readings if start == 0 and stop == len(readings) else readings.window(start, stop)
             )
-            if not watching and watched.isdisjoint(readings.fields):
-                # No rule looks at these values: nothing to evaluate.
-                done += stop - self._offset
-                self._offset = stop
-                if stop == len(readings):
-                    queue.popleft()
-                    self._offset = 0
-                continue
-            names = list(readings.fields)
-            columns = [readings.fields[name].tolist() for name in names]
-            slots = readings.slots.tolist()
-            stamps = readings.ts.tolist()
-            for row in range(self._offset, stop):
-                subject = self._slot_subject(slots[row])
-                if subject is None:
-                    continue
-                values = {
-                    name: column[row]
-                    for name, column in zip(names, columns, strict=True)
-                    if column[row] == column[row]  # NaN: no such value in this reading
-                }
-                transitions = engine.on_reading(subject, stamps[row], values)
-                if transitions:
-                    self._alerts.submit(transitions)
-            done += stop - self._offset
+            transitions = engine.on_batch(part.slots, part.ts, part.fields)
+            if transitions:
+                self._alerts.submit(transitions)
+            done += stop - start
             if stop == len(readings):
                 queue.popleft()
                 self._offset = 0

@@ -26,6 +26,7 @@ class DeviceTable:
 
     def __init__(self, registry: Registry) -> None:
         self.slot_of: dict[str, int] = {}
+        self.ids: list[str] = []  # the device id of each slot, kept after a removal
         self.devices: list[DeviceInfo | None] = []
         self.gateway_of_slot: NDArray[np.int32] = np.zeros(0, dtype=np.int32)
         self.gateway_index: dict[str, int] = {}
@@ -47,6 +48,7 @@ class DeviceTable:
         for device in registry.devices.values():
             if device.id not in self.slot_of:
                 self.slot_of[device.id] = len(self.devices)
+                self.ids.append(device.id)
                 self.devices.append(device)
                 self.heads.append("")
             slot = self.slot_of[device.id]
@@ -81,6 +83,14 @@ class Readings:
 
     def __len__(self) -> int:
         return len(self.slots)
+
+    def window(self, start: int, stop: int) -> Readings:
+        """Readings ``start`` to ``stop`` (views, no copies)."""
+        return Readings(
+            self.slots[start:stop],
+            self.ts[start:stop],
+            {k: v[start:stop] for k, v in self.fields.items()},
+        )
 
     def take(self, keep: NDArray[np.bool_]) -> Readings:
         """Only the readings where ``keep`` is true."""

@@ -28,7 +28,7 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.servers import Mosquitto, VictoriaMetrics, tail
+from tests.servers import Mosquitto, VictoriaMetrics, find_binary, tail
 from wire import HUB_STATE_TOPIC, DataBatch, Reading, encode
 from wire.codec import decode_hub_state
 
@@ -484,6 +484,76 @@ class Publisher:
     def close(self) -> None:
         """Kill the child if it still runs."""
         self._child.close()
+
+
+class MosquittoPubs:
+    """One ``mosquitto_pub -l -q 1`` per topic of a stream, each fed its messages from a file.
+
+    For streams of many small messages, where a Python publisher would be what is measured:
+    Mosquitto's own C client publishes a line of its input as one message, and several of them
+    (one per gateway, as gateways are) run in parallel. Same interface as :class:`Publisher`.
+    """
+
+    def __init__(self, stream: Path, mosquitto: Mosquitto, *, log_path: Path) -> None:
+        self._binary = find_binary("mosquitto_pub", "ANJU_MOSQUITTO_PUB", "/usr/bin/mosquitto_pub")
+        self._mosquitto = mosquitto
+        self._log_path = log_path
+        by_topic: dict[str, list[bytes]] = {}
+        for message in read_stream(stream):
+            if b"\n" in message.payload:
+                raise BenchError("mosquitto_pub -l needs payloads without newlines")
+            by_topic.setdefault(message.topic, []).append(message.payload)
+        self._inputs: list[tuple[str, Path]] = []
+        for index, (topic, payloads) in enumerate(sorted(by_topic.items())):
+            path = log_path.with_name(f"{log_path.stem}-{index}.lines")
+            path.write_bytes(b"\n".join(payloads) + b"\n")
+            self._inputs.append((topic, path))
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._t_first = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        """The first publisher's process id (None before :meth:`go`)."""
+        return self._procs[0].pid if self._procs else None
+
+    def go(self) -> None:
+        """Start every publisher."""
+        log = self._log_path.open("ab")
+        self._t_first = time.time()
+        for index, (topic, path) in enumerate(self._inputs):
+            command = [self._binary, "-h", self._mosquitto.host, "-p", str(self._mosquitto.port)]
+            command += ["-q", "1", "-t", topic, "-l", "-i", f"bench-pub-{index}"]
+            with path.open("rb") as source:
+                self._procs.append(subprocess.Popen(command, stdin=source, stdout=log, stderr=log))
+        log.close()
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Timings once every publisher has sent its messages and exited."""
+        deadline = time.monotonic() + timeout
+        cpu = 0.0
+        for proc in self._procs:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    cpu += usage.ru_utime + usage.ru_stime
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError("mosquitto_pub did not finish in time")
+                time.sleep(0.005)
+            if proc.returncode:
+                raise BenchError(f"mosquitto_pub exited with {proc.returncode}")
+        return {"t_first": self._t_first, "t_all_acked": time.time(), "cpu_s": round(cpu, 3)}
+
+    def stop(self) -> None:
+        """Not paced: nothing to stop early."""
+
+    def close(self) -> None:
+        """Kill whatever still runs."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
 
 
 class HubProcess:

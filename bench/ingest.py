@@ -28,6 +28,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from bench.common import (
     CpuMeter,
     HubProcess,
     LineProcess,
+    MosquittoPubs,
     Observer,
     Publisher,
     SystemCpu,
@@ -66,8 +68,18 @@ def _rate(count: float, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
 
 
+def publisher_for(kind: str) -> Callable[..., Publisher | MosquittoPubs]:
+    """The publisher class of a ``--publisher`` choice."""
+    return MosquittoPubs if kind == "mosquitto_pub" else Publisher
+
+
 def ceiling_mosquitto_sub(
-    mosquitto: Mosquitto, stream: Path, messages: int, readings: int, workdir: Path
+    mosquitto: Mosquitto,
+    stream: Path,
+    messages: int,
+    readings: int,
+    workdir: Path,
+    publisher_kind: str = "python",
 ) -> dict[str, Any]:
     """``mosquitto_sub -q 1 -C <messages>`` receiving the stream: the broker's own ceiling."""
     binary = find_binary("mosquitto_sub", "ANJU_MOSQUITTO_SUB", "/usr/bin/mosquitto_sub")
@@ -77,10 +89,12 @@ def ceiling_mosquitto_sub(
     command += ["-i", "bench-mosquitto-sub", "-t", DATA_FILTER, "-q", "1"]
     command += ["-C", str(messages), "-F", "%U"]
     subscriber = LineProcess(command, log_path=workdir / "mosquitto_sub.log")
-    publisher: Publisher | None = None
+    publisher: Publisher | MosquittoPubs | None = None
     try:
         subscriber.expect(lambda line: line.startswith("Subscribed"), timeout=10)
-        publisher = Publisher(stream, mosquitto, log_path=workdir / "publisher-ceiling.log")
+        publisher = publisher_for(publisher_kind)(
+            stream, mosquitto, log_path=workdir / "publisher-ceiling.log"
+        )
         broker = CpuMeter({"broker": mosquitto.pid})
         system = SystemCpu()
         broker.start()
@@ -111,16 +125,23 @@ def ceiling_mosquitto_sub(
 
 
 def ceiling_paho(
-    mosquitto: Mosquitto, stream: Path, messages: int, readings: int, workdir: Path
+    mosquitto: Mosquitto,
+    stream: Path,
+    messages: int,
+    readings: int,
+    workdir: Path,
+    publisher_kind: str = "python",
 ) -> dict[str, Any]:
     """A paho-mqtt subscriber doing nothing: the ceiling of the hub's MQTT client library."""
     command = [sys.executable, "-m", "bench.nullsub", "--host", mosquitto.host]
     command += ["--port", str(mosquitto.port), "--topic", DATA_FILTER, "--count", str(messages)]
     subscriber = LineProcess(command, log_path=workdir / "nullsub.log")
-    publisher: Publisher | None = None
+    publisher: Publisher | MosquittoPubs | None = None
     try:
         subscriber.expect(lambda line: line == "subscribed", timeout=30)
-        publisher = Publisher(stream, mosquitto, log_path=workdir / "publisher-paho.log")
+        publisher = publisher_for(publisher_kind)(
+            stream, mosquitto, log_path=workdir / "publisher-paho.log"
+        )
         broker = CpuMeter({"broker": mosquitto.pid})
         system = SystemCpu()
         broker.start()
@@ -160,16 +181,22 @@ def run(
     ceilings: bool = True,
     workdir: Path | None = None,
     keep: bool = False,
+    publisher: str | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; return its results (see the module docstring)."""
     if readings < 1 or batch < 1 or gateways < 1 or devices < gateways:
         raise BenchError("need readings >= 1, batch >= 1, gateways >= 1, devices >= gateways")
     if store not in {"vm", "sqlite"}:
         raise BenchError(f"unknown store {store!r} (vm or sqlite)")
+    # Small messages are too many for one Python publisher: Mosquitto's C client, one per
+    # gateway, keeps the publishing side out of the figure.
+    kind = publisher or ("mosquitto_pub" if batch <= 10 else "python")
+    if kind not in {"python", "mosquitto_pub"}:
+        raise BenchError(f"unknown publisher {kind!r} (python or mosquitto_pub)")
     base = Path(tempfile.mkdtemp(prefix="anju-bench-ingest-", dir=workdir))
     try:
         with contextlib.ExitStack() as stack:
-            result = _run(stack, base, readings, batch, gateways, devices, store, ceilings)
+            result = _run(stack, base, readings, batch, gateways, devices, store, ceilings, kind)
         if keep:
             result["workdir"] = str(base)
         return result
@@ -251,6 +278,7 @@ def _run(
     devices: int,
     store: str,
     ceilings: bool,
+    publisher_kind: str,
 ) -> dict[str, Any]:
     broker_config = (*BROKER_CONFIG, *BROKER_NODELAY)
     mosquitto = Mosquitto(base / "mosquitto", extra_config=broker_config).start()
@@ -286,16 +314,21 @@ def _run(
             ),
             "rules": "config/rules (all)",
             "broker": "Mosquitto, max_queued_messages 0, set_tcp_nodelay true",
+            "publisher": (
+                f"mosquitto_pub -l -q 1, one per gateway ({gateways})"
+                if publisher_kind == "mosquitto_pub"
+                else "one Python (paho) process"
+            ),
         },
         "machine": machine(mosquitto, victoria),
         "ceiling": {},
     }
     if ceilings:
         result["ceiling"]["mosquitto_sub"] = ceiling_mosquitto_sub(
-            mosquitto, stream, len(messages), readings, base
+            mosquitto, stream, len(messages), readings, base, publisher_kind
         )
         result["ceiling"]["paho_subscriber"] = ceiling_paho(
-            mosquitto, stream, len(messages), readings, base
+            mosquitto, stream, len(messages), readings, base, publisher_kind
         )
 
     config = write_hub_config(
@@ -315,7 +348,9 @@ def _run(
     acks_before = observer.acks
     vm_before = victoria_write_stats(victoria) if victoria is not None else None
 
-    publisher = Publisher(stream, mosquitto, log_path=base / "publisher-hub.log")
+    publisher = publisher_for(publisher_kind)(
+        stream, mosquitto, log_path=base / "publisher-hub.log"
+    )
     stack.callback(publisher.close)
     meter = CpuMeter(
         {
@@ -481,6 +516,12 @@ def main(argv: list[str] | None = None) -> int:
         default="vm",
         help="the hub's time-series store: VictoriaMetrics or its embedded SQLite store",
     )
+    parser.add_argument(
+        "--publisher",
+        choices=("python", "mosquitto_pub"),
+        default=None,
+        help="who publishes the stream (default: mosquitto_pub for batches of 10 or fewer)",
+    )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling passes")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.add_argument("--json", action="store_true", help="print JSON, not a table")
@@ -494,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             store=args.store,
             ceilings=not args.no_ceiling,
             keep=args.keep,
+            publisher=args.publisher,
         )
     except BenchError as exc:
         print(f"bench.ingest: FAILED: {exc}", file=sys.stderr)

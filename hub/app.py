@@ -219,7 +219,12 @@ class Hub:
             quarantine_keep=ingest.quarantine_keep,
             clock_ms=clock_ms,
         )
-        self.mqtt = HubMqtt(config.mqtt, self.ingestor.handle, version=hub_version())
+        self.mqtt = HubMqtt(
+            config.mqtt,
+            self.ingestor.handle,
+            version=hub_version(),
+            on_burst=self.ingestor.process_staged,
+        )
         self._ack_topics = {
             gw: GatewayTopics(self.registry.site_id, gw).ack for gw in self.registry.gateways
         }

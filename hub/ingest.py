@@ -15,10 +15,12 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
+from itertools import chain
 from typing import Any
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from hub.columns import DeviceTable, LatestValues, Readings
@@ -39,11 +41,13 @@ from wire import (
     parse_topic,
     seq_ranges,
 )
-from wire.columns import DataColumns, decode_data_columns
+from wire.columns import DataLists, columns_of, parse_data
 
 logger = logging.getLogger(__name__)
 
 _SEEN_WINDOW = 100_000
+# Data messages are made columns together once this many readings wait (or a burst ends).
+_MAX_STAGED_READINGS = 5_000
 _SEQ_CHANNELS = frozenset({Channel.DATA, Channel.EVENT})
 
 
@@ -98,6 +102,17 @@ class GatewayStatus:
     health: dict[str, Any] | None = None
     window: SeqWindow = dataclasses.field(default_factory=SeqWindow)
     acked: int = -1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Staged:
+    """A data message checked and deduplicated, waiting to be made columns with its burst."""
+
+    topic: str
+    gateway: str
+    payload: bytes
+    received: int
+    lists: DataLists
 
 
 @dataclasses.dataclass(slots=True)
@@ -161,6 +176,8 @@ class Ingestor:
         self._quarantine_keep = quarantine_keep
         self._clock_ms = clock_ms
         self._pending = _Pending()
+        self._staged: list[_Staged] = []
+        self._staged_readings = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -207,15 +224,19 @@ class Ingestor:
             )
             return
         if address.channel is Channel.DATA:
-            # The hot path: columns straight from the JSON, never an object per reading.
+            # The hot path: checked as lists here, made columns together with the rest of the
+            # burst (process_staged), never an object per reading.
             try:
-                columns = decode_data_columns(payload)
+                lists = parse_data(payload)
             except DecodeError as exc:
                 self._reject_undecodable(topic, gateway, address.channel, exc, payload, received)
                 return
             status.last_seen_ms = received
-            if self._accept_seq(topic, gateway, status, columns.seq, payload, received):
-                self._on_batch(topic, gateway, columns, payload, received)
+            if self._accept_seq(topic, gateway, status, lists.seq, payload, received):
+                self._staged.append(_Staged(topic, gateway, payload, received, lists))
+                self._staged_readings += len(lists)
+                if self._staged_readings >= _MAX_STAGED_READINGS:
+                    self.process_staged()
             return
         try:
             message = decode(address.channel, payload)
@@ -294,56 +315,111 @@ class Ingestor:
             return None, "ts", f"{(ts - received) / 1000:.0f} s ahead of the hub clock"
         return device, "", ""
 
-    def _on_batch(
-        self, topic: str, gateway: str, columns: DataColumns, payload: bytes, received: int
-    ) -> None:
-        n = len(columns)
-        slots = self.devices.slots(columns.devs)
-        gateway_index = self.devices.gateway_index[gateway]
+    def process_staged(self) -> None:
+        """Make columns of the data messages checked since the last call, and take them in.
+
+        Called at the end of every burst of messages from the broker and before a flush: a
+        burst of a thousand one-reading messages costs a few numpy calls, not a few thousand.
+        """
+        staged, self._staged, self._staged_readings = self._staged, [], 0
+        if not staged:
+            return
+        ts, fields = columns_of([m.lists for m in staged])
+        devs = list(chain.from_iterable(m.lists.devs for m in staged))
+        sizes = np.fromiter((len(m.lists) for m in staged), dtype=np.int64, count=len(staged))
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        slots = self.devices.slots(devs)
+        index_of = self.devices.gateway_index
+        gateways = np.repeat(
+            np.fromiter((index_of[m.gateway] for m in staged), dtype=np.int32, count=len(staged)),
+            sizes,
+        )
+        received = np.repeat(
+            np.fromiter((m.received for m in staged), dtype=np.int64, count=len(staged)), sizes
+        )
         known = slots >= 0
-        mine = known & (self.devices.gateway_of_slot[np.where(known, slots, 0)] == gateway_index)
-        timely = columns.ts - received <= self._max_future_ms
-        accepted = mine & timely
-        readings = Readings(slots, columns.ts, columns.fields)
-        rejected_rows = None
+        mine = known & (self.devices.gateway_of_slot[np.where(known, slots, 0)] == gateways)
+        accepted = mine & (ts - received <= self._max_future_ms)
+        readings = Readings(slots, ts, fields)
+        rejected_rows: list[bytes | None] = [None] * len(staged)
+        counts = sizes
         if not accepted.all():
-            rejected = np.flatnonzero(~accepted)
-            rejected_rows = rejected.astype(np.int32).tobytes()
-            index = int(rejected[0])
-            field, reason = self._rejection(
-                gateway, columns.devs[index], slots[index], columns, index, received
-            )
-            summary = f"{len(rejected)} of {n} readings rejected; first: {reason}"
-            self._quarantine(
-                topic, gateway, f"readings.{index}.{field}", summary, payload, received
-            )
-            self.counters["rejected_readings"] += len(rejected)
+            counts = np.add.reduceat(accepted.astype(np.int64), starts)
+            for k in np.flatnonzero(counts < sizes).tolist():
+                self._reject_readings(staged[k], devs, slots, ts, accepted, int(starts[k]))
+                part = accepted[starts[k] : ends[k]]
+                rejected_rows[k] = np.flatnonzero(~part).astype(np.int32).tobytes()
             readings = readings.take(accepted)
-        count = len(readings)
-        self.counters["readings"] += count
-        self.counters["batches"] += 1
-        if columns.replay:
-            self.counters["replayed_batches"] += 1
-        if count:
+        total = len(readings)
+        self.counters["readings"] += total
+        self.counters["batches"] += len(staged)
+        self.counters["replayed_batches"] += sum(1 for m in staged if m.lists.replay)
+        if total:
             self.latest.update(readings)
             self._rules.on_readings(readings)
+        # One spool row per message, as received; the first carries the columns of them all.
+        carrier = readings if total else None
+        for k, message in enumerate(staged):
+            count = int(counts[k])
             self._pending.spool.append(
-                SpoolEntry(Channel.DATA, gateway, payload, count, rejected_rows, readings, ())
+                SpoolEntry(
+                    Channel.DATA,
+                    message.gateway,
+                    message.payload,
+                    count,
+                    rejected_rows[k],
+                    carrier,
+                    (),
+                )
             )
-            self._pending.readings += count
+            carrier = None
+        self._pending.readings += total
         if self._pending.readings >= self._max_lines:
             self._wake.set()
 
+    def _reject_readings(
+        self,
+        message: _Staged,
+        devs: list[str],
+        slots: NDArray[np.int32],
+        ts: NDArray[np.int64],
+        accepted: NDArray[np.bool_],
+        start: int,
+    ) -> None:
+        """Quarantine a message whose readings were not all accepted (the rest go on)."""
+        n = len(message.lists)
+        part = accepted[start : start + n]
+        rejected = np.flatnonzero(~part)
+        index = int(rejected[0])
+        field, reason = self._rejection(
+            message.gateway,
+            devs[start + index],
+            int(slots[start + index]),
+            int(ts[start + index]),
+            message.received,
+        )
+        summary = f"{len(rejected)} of {n} readings rejected; first: {reason}"
+        self._quarantine(
+            message.topic,
+            message.gateway,
+            f"readings.{index}.{field}",
+            summary,
+            message.payload,
+            message.received,
+        )
+        self.counters["rejected_readings"] += len(rejected)
+
     def _rejection(
-        self, gateway: str, dev: str, slot: int, columns: DataColumns, index: int, received: int
+        self, gateway: str, dev: str, slot: int, ts: int, received: int
     ) -> tuple[str, str]:
-        """Why reading ``index`` was not accepted: the field and the reason."""
-        device = self.devices.device(int(slot)) if slot >= 0 else None
+        """Why a reading was not accepted: the field and the reason."""
+        device = self.devices.device(slot) if slot >= 0 else None
         if device is None:
             return "dev", f"unknown device {dev!r}"
         if device.gateway != gateway:
             return "dev", f"device {dev!r} belongs to gateway {device.gateway!r}"
-        ahead = int(columns.ts[index]) - received
+        ahead = ts - received
         return "ts", f"{ahead / 1000:.0f} s ahead of the hub clock"
 
     def _on_event(
@@ -358,6 +434,7 @@ class Ingestor:
             self._faulted.add(device.id)
         elif event.kind == "device.recovered":
             self._faulted.discard(device.id)
+        self.process_staged()  # the spool keeps arrival order
         self._pending.spool.append(
             SpoolEntry(
                 Channel.EVENT, gateway, payload, 1, None, None, (event_point(device, event),)
@@ -416,6 +493,7 @@ class Ingestor:
     ) -> None:
         status.health = health.model_dump()
         point = health_point(self.devices.gateway_tags[gateway], gateway, health)
+        self.process_staged()  # the spool keeps arrival order
         self._pending.spool.append(
             SpoolEntry(Channel.HEALTH, gateway, payload, 1, None, None, (point,))
         )
@@ -461,6 +539,7 @@ class Ingestor:
         If the hub's own database cannot be written (a full disk), nothing is acknowledged and
         the batch is retried: the gateways keep the data meanwhile.
         """
+        self.process_staged()
         if not self._pending:
             return
         self._idle.clear()

@@ -44,9 +44,17 @@ _BULK_FILTERS = tuple(
 class HubMqtt:
     """A persistent-session subscriber to every gateway's uplink topics."""
 
-    def __init__(self, settings: HubMqttSettings, handler: Handler, *, version: str) -> None:
+    def __init__(
+        self,
+        settings: HubMqttSettings,
+        handler: Handler,
+        *,
+        version: str,
+        on_burst: Callable[[], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._handler = handler
+        self._on_burst = on_burst
         self._version = version
         self._inbox: collections.deque[tuple[str, bytes, int]] = collections.deque()
         self._urgent: collections.deque[tuple[str, bytes, int]] = collections.deque()
@@ -198,6 +206,8 @@ class HubMqtt:
         deadline = time.perf_counter() + _SLICE_S
         while inbox and time.perf_counter() < deadline:
             handler(*inbox.popleft())
+        if self._on_burst is not None:
+            self._on_burst()
         if urgent or inbox:
             with self._lock:
                 if self._scheduled or self._loop is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
@@ -68,8 +69,27 @@ _MAX_REMEMBERED = 100_000
 _DEV = re.compile(ID_PATTERN)
 
 
-def decode_data_columns(raw: bytes) -> DataColumns:
-    """Decode a data batch into columns.
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class DataLists:
+    """A data batch checked in full, its readings still as lists.
+
+    What the hub gathers from many small messages before making columns of them all at once
+    (:func:`columns_of`): numpy's cost per call is paid per group, not per message.
+    """
+
+    session: str
+    seq: int
+    replay: bool
+    devs: list[str]
+    stamps: list[int]
+    values: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.devs)
+
+
+def parse_data(raw: bytes) -> DataLists:
+    """Decode and check a data batch as :class:`wire.DataBatch` would, keeping lists.
 
     Raises:
         DecodeError: naming the field and the reason, as :func:`wire.decode_as` would.
@@ -81,12 +101,23 @@ def decode_data_columns(raw: bytes) -> DataColumns:
     except orjson.JSONDecodeError as exc:
         raise DecodeError("$", f"not valid JSON: {exc}") from None
     try:
-        return _columns(obj)
+        return _lists(obj)
     except (_Slow, KeyError, TypeError, ValueError, OverflowError):
         return _from_model(decode_as(DataBatch, raw))
 
 
-def _columns(obj: Any) -> DataColumns:
+def decode_data_columns(raw: bytes) -> DataColumns:
+    """Decode a data batch into columns.
+
+    Raises:
+        DecodeError: naming the field and the reason, as :func:`wire.decode_as` would.
+    """
+    lists = parse_data(raw)
+    ts, fields = columns_of([lists])
+    return DataColumns(lists.session, lists.seq, lists.replay, lists.devs, ts, fields)
+
+
+def _lists(obj: Any) -> DataLists:
     if type(obj) is not dict or not _REQUIRED_KEYS <= obj.keys() <= _ENVELOPE_KEYS:
         raise _Slow
     version, session, seq = obj["v"], obj["session"], obj["seq"]
@@ -111,54 +142,70 @@ def _columns(obj: Any) -> DataColumns:
     values = [r["values"] for r in readings]
     if (
         set(map(len, readings)) != {_READING_KEYS}
-        or set(map(type, devs)) != {str}
         or set(map(type, stamps)) != {int}
         or set(map(type, values)) != {dict}
+        or min(stamps) < MIN_TS_MS
+        or max(stamps) > MAX_TS_MS
     ):
         raise _Slow
-    _check_ids(devs)
+    _check_ids(devs)  # also refuses ids that are not strings
     counts = list(map(len, values))
     if min(counts) < 1 or max(counts) > MAX_VALUES_PER_READING:
         raise _Slow
-    ts = np.array(stamps, dtype=np.int64)
-    if ts.min() < MIN_TS_MS or ts.max() > MAX_TS_MS:
-        raise _Slow
-    numbers = list(chain.from_iterable(map(dict.values, values)))
-    if not set(map(type, numbers)) <= _NUMBER_TYPES:
+    # orjson refuses NaN, infinities and integers past 64 bits: numbers here are finite.
+    if not set(map(type, chain.from_iterable(map(dict.values, values)))) <= _NUMBER_TYPES:
         raise _Slow  # a string, a boolean, null: the model names it
-    flat = np.array(numbers, dtype=np.float64)
-    if not np.isfinite(flat).all():
-        raise _Slow  # integers beyond float range
-    return DataColumns(session, seq, replay, devs, ts, _spread(values, counts, flat))
+    _check_names(set(chain.from_iterable(set(map(tuple, values)))))
+    return DataLists(session, seq, replay, devs, stamps, values)
+
+
+def columns_of(
+    batches: Sequence[DataLists],
+) -> tuple[NDArray[np.int64], dict[str, NDArray[np.float64]]]:
+    """The timestamps and one array per value name of checked batches, joined in order.
+
+    NaN where a reading has no such value.
+    """
+    if len(batches) == 1:
+        stamps, values = batches[0].stamps, batches[0].values
+    else:
+        stamps = list(chain.from_iterable(b.stamps for b in batches))
+        values = list(chain.from_iterable(b.values for b in batches))
+    ts = np.array(stamps, dtype=np.int64)
+    counts = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    flat = np.fromiter(
+        chain.from_iterable(map(dict.values, values)), dtype=np.float64, count=int(counts.sum())
+    )
+    return ts, _spread(values, counts, flat)
 
 
 def _spread(
-    values: list[dict[str, Any]], counts: list[int], flat: NDArray[np.float64]
+    values: list[dict[str, Any]], counts: NDArray[np.int64], flat: NDArray[np.float64]
 ) -> dict[str, NDArray[np.float64]]:
     """One array per value name from the readings' values, NaN where a reading has none."""
     n = len(values)
-    signatures = set(map(tuple, values))
-    if len(signatures) == 1:
+    signatures = list(map(tuple, values))
+    distinct = set(signatures)
+    if len(distinct) == 1:
         # Every reading has the same names in the same order (one device kind): a reshape.
-        (names,) = signatures
-        _check_names(names)
+        (names,) = distinct
         matrix = flat.reshape(n, len(names))
         return {name: np.ascontiguousarray(matrix[:, j]) for j, name in enumerate(names)}
-    all_names = list(chain.from_iterable(values))
-    index: dict[str, int] = {}
-    codes = np.fromiter(
-        (index.setdefault(name, len(index)) for name in all_names),
-        dtype=np.int32,
-        count=len(all_names),
-    )
-    _check_names(index)
-    rows = np.repeat(np.arange(n), counts)
+    # Readings grouped by their names; each group is a reshape of its slice of the values.
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rows_of: dict[tuple[str, ...], list[int]] = {}
+    for row, signature in enumerate(signatures):
+        rows_of.setdefault(signature, []).append(row)
     fields: dict[str, NDArray[np.float64]] = {}
-    for name, code in index.items():
-        column = np.full(n, np.nan)
-        where = codes == code
-        column[rows[where]] = flat[where]
-        fields[name] = column
+    for names, row_list in rows_of.items():
+        rows = np.array(row_list, dtype=np.int64)
+        at = starts[rows][:, None] + np.arange(len(names))
+        block = flat[at]
+        for j, name in enumerate(names):
+            column = fields.get(name)
+            if column is None:
+                column = fields[name] = np.full(n, np.nan)
+            column[rows] = block[:, j]
     return fields
 
 
@@ -173,24 +220,19 @@ def _check_names(names: Any) -> None:
 
 def _check_ids(devs: list[str]) -> None:
     for dev in set(devs).difference(_valid_devs):
-        if not _DEV.match(dev):
+        if type(dev) is not str or not _DEV.match(dev):
             raise _Slow
         if len(_valid_devs) < _MAX_REMEMBERED:
             _valid_devs.add(dev)
 
 
-def _from_model(batch: DataBatch) -> DataColumns:
+def _from_model(batch: DataBatch) -> DataLists:
     readings = batch.readings
-    names = list(dict.fromkeys(chain.from_iterable(r.values for r in readings)))
-    fields = {
-        name: np.array([r.values.get(name, np.nan) for r in readings], dtype=np.float64)
-        for name in names
-    }
-    return DataColumns(
+    return DataLists(
         batch.session,
         batch.seq,
         batch.replay,
         [r.dev for r in readings],
-        np.array([r.ts for r in readings], dtype=np.int64),
-        fields,
+        [r.ts for r in readings],
+        [dict(r.values) for r in readings],
     )

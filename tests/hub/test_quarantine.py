@@ -270,3 +270,58 @@ async def test_dedup_records_past_the_horizon_are_pruned(rig):
     assert rig.store.load_seen(per_gateway=10) == {"gw1": [11]}
     await rig.store.prune_seen(now_ms() + 60_000)  # past it: forgotten
     assert rig.store.load_seen(per_gateway=10) == {}
+
+
+async def test_a_burst_of_small_messages_is_judged_message_by_message(rig):
+    # Made columns together, yet each message keeps its own verdict: its own quarantine entry
+    # with the index and reason of its first refused reading, its good readings stored.
+    ts = now_ms()
+    messages = [
+        ("th1", {"temperature": 20.0}),
+        ("ghost", {"temperature": 21.0}),
+        ("smoke1", {"smoke": 0.0}),
+        ("other", {"co2": 900.0}),  # a device of gw2, sent by gw1
+        ("th1", {"humidity": 40.0, "temperature": 20.5}),
+    ]
+    for seq, (dev, values) in enumerate(messages, 1):
+        rig.ingestor.handle(DATA, batch(seq, dev=dev, ts=ts + seq, values=values))
+    rig.ingestor.handle(
+        DATA,
+        orjson.dumps(
+            {
+                "v": 1,
+                "session": "s",
+                "seq": 6,
+                "readings": [
+                    {"dev": "smoke1", "ts": ts + 6, "values": {"smoke": 1.0}},
+                    {"dev": "th1", "ts": ts + 86_400_000, "values": {"temperature": 1.0}},
+                ],
+            }
+        ),
+    )
+    await rig.flush()
+
+    entries = sorted((e.field, e.reason) for e in await rig.store.quarantine())
+    assert [field for field, _ in entries] == ["readings.0.dev", "readings.0.dev", "readings.1.ts"]
+    assert any("unknown device 'ghost'" in reason for _, reason in entries)
+    assert any("belongs to gateway 'gw2'" in reason for _, reason in entries)
+    assert any(reason.startswith("1 of 2 readings rejected") for _, reason in entries)
+    assert await rig.sink.count("reading") == 4
+    assert rig.rules.readings == [
+        ("th1", ts + 1, {"temperature": 20.0}),
+        ("smoke1", ts + 3, {"smoke": 0.0}),
+        ("th1", ts + 5, {"humidity": 40.0, "temperature": 20.5}),
+        ("smoke1", ts + 6, {"smoke": 1.0}),
+    ]
+    assert rig.ingestor.latest.get(rig.ingestor.devices.slot_of["th1"]) == (
+        ts + 5,
+        {"temperature": 20.5, "humidity": 40.0},
+    )
+    assert sorted(s for _, ack in rig.acks for a, b in ack.ranges for s in range(a, b + 1)) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]

@@ -33,6 +33,10 @@ Handler = Callable[[str, bytes, int], None]
 
 # Time spent on telemetry per turn of the event loop while a backlog is worked off.
 _SLICE_S = 0.005
+# Back-pressure: past this many telemetry messages waiting for the event loop, the network
+# thread stops reading (and acknowledging) until the loop has worked the inbox down to half.
+# The broker keeps the rest in the hub's persistent session; memory stays bounded.
+MAX_INBOX = 20_000
 _URGENT_SUFFIXES = ("/event", "/state")
 _URGENT_CHANNELS = (Channel.EVENT, Channel.STATE)
 _URGENT_FILTERS = tuple(uplink_filter(c) for c in _URGENT_CHANNELS)
@@ -59,6 +63,10 @@ class HubMqtt:
         self._inbox: collections.deque[tuple[str, bytes, int]] = collections.deque()
         self._urgent: collections.deque[tuple[str, bytes, int]] = collections.deque()
         self._lock = threading.Lock()
+        self._room = threading.Event()
+        self._room.set()
+        self._closing = False
+        self.backpressure_waits = 0
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._up = asyncio.Event()
@@ -114,6 +122,8 @@ class HubMqtt:
 
     def stop(self) -> None:
         """Say goodbye on the hub's state topic and disconnect."""
+        self._closing = True
+        self._room.set()  # a network thread held back by back-pressure must not block the stop
         if self.connected.is_set():
             info = self._client.publish(
                 HUB_STATE_TOPIC,
@@ -185,8 +195,22 @@ class HubMqtt:
         logger.warning("hub disconnected from broker: %s", reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        lane = self._urgent if msg.topic.endswith(_URGENT_SUFFIXES) else self._inbox
-        lane.append((msg.topic, bytes(msg.payload), _now_ms()))
+        topic = msg.topic
+        if topic.endswith(_URGENT_SUFFIXES):
+            lane = self._urgent
+        else:
+            lane = self._inbox
+            if len(lane) >= MAX_INBOX and not self._closing:
+                self.backpressure_waits += 1
+                self._room.clear()
+                self._wake_loop()
+                # Returning later means acknowledging later: the broker holds what follows.
+                while not self._room.wait(1.0) and not self._closing:
+                    pass
+        lane.append((topic, bytes(msg.payload), _now_ms()))
+        self._wake_loop()
+
+    def _wake_loop(self) -> None:
         with self._lock:
             if self._scheduled or self._loop is None:
                 return
@@ -206,6 +230,8 @@ class HubMqtt:
         deadline = time.perf_counter() + _SLICE_S
         while inbox and time.perf_counter() < deadline:
             handler(*inbox.popleft())
+        if not self._room.is_set() and len(inbox) <= MAX_INBOX // 2:
+            self._room.set()
         if self._on_burst is not None:
             self._on_burst()
         if urgent or inbox:

@@ -21,12 +21,12 @@ the line ``ANJU-RULES-STATE`` and a newline, the header's length (8 bytes, littl
 header (the JSON document above with ``"version": 2`` and two more keys), then raw array
 buffers::
 
-    {..., "devices": ["<device>", ...],
+    {..., "devices": [["<device>", {"<label>": "<value>", ...}], ...],
      "buffers": [["<dtype>", [<shape>...], <offset>], ...],
-     "groups": [{"table": "thresholds", "metric": "temperature", "rules": ["<rule id>", ...],
+     "groups": [{"table": "thresholds", "rules": ["<rule id>", ...],
                  "rule": <buffer>, "device": <buffer>, "columns": {"<name>": <buffer>, ...}}]}
 
-Each group is the states of one kind on one metric, one entry per (rule, device) in every
+Each group is the states of one kind, one entry per (rule, device) in every
 buffer: ``rule`` indexes the group's ``rules``, ``device`` indexes ``devices``.  Buffers are read
 with a fixed set of plain dtypes, never pickled objects, so version 2 cannot run code either.
 Version 1 documents are still read.

@@ -90,6 +90,8 @@ class Engine(SequentialEngine):
         self._groups: list[ReadingGroup] = []
         self._seen = LastSeen()
         self._fingerprints: dict[str, str] = {}
+        # Watcher (absence, inactivity) -> slot -> in scope; matched as arrays with the rest.
+        self._watching = np.zeros((len(rules.watchers), 0), dtype=np.bool_)
         self._build()
 
     # -- subjects ---------------------------------------------------------------------------
@@ -171,7 +173,15 @@ class Engine(SequentialEngine):
 
     def _scope(self, slots: NDArray[np.int64], subjects: Sequence[Subject]) -> None:
         rules = {rule.id: rule for group in self._groups for rule in group.rules}
-        masks = scope_masks(list(rules.values()), subjects)
+        watchers = self._rules.watchers
+        masks = scope_masks([*rules.values(), *watchers], subjects)
+        if watchers:
+            size = max(self._watching.shape[1], int(slots.max(initial=-1)) + 1)
+            if size > self._watching.shape[1]:
+                grown = np.zeros((len(watchers), size), dtype=np.bool_)
+                grown[:, : self._watching.shape[1]] = self._watching
+                self._watching = grown
+            self._watching[:, slots] = np.array([masks[rule.id] for rule in watchers])
         for group in self._groups:
             group.scope_slots(slots, np.array([masks[rule.id] for rule in group.rules]))
 
@@ -302,6 +312,13 @@ class Engine(SequentialEngine):
         )
 
     # -- what reads silences ----------------------------------------------------------------
+
+    def _watchers_of(self, subject: Subject) -> list[AbsenceRule | InactivityRule]:
+        slot = self._slot_of.get(subject.device)
+        if slot is None or self._subjects[slot].labels is not subject.labels:
+            return super()._watchers_of(subject)  # labels the slot's scopes were not matched on
+        watchers = self._rules.watchers
+        return [watchers[i] for i in np.flatnonzero(self._watching[:, slot]).tolist()]
 
     def on_event(
         self, subject: Subject, ts_ms: int, kind: str, data: Mapping[str, Any]

@@ -283,6 +283,13 @@ class ReadingGroup(abc.ABC):
 
     def expand(self, slots: I64) -> tuple[I64, I64] | None:
         """The pairs readings at ``slots`` meet, and for each the index of its reading."""
+        if slots.size == 1:  # one reading (Engine.on_reading): plain ints are cheaper
+            slot = int(slots[0])
+            n = int(self.slot_count[slot])
+            if not n:
+                return None
+            begin = int(self.slot_start[slot])
+            return np.arange(begin, begin + n), np.zeros(n, dtype=np.int64)
         count = self.slot_count[slots]
         total = int(count.sum())
         if not total:

@@ -136,11 +136,19 @@ class _Subjects:
 
     def __init__(self) -> None:
         self.rows: list[list[Any]] = []
+        self._by_object: dict[int, int] = {}
         self._by_identity: dict[tuple[str, int], int] = {}
         self._by_content: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
     def index(self, subject: Subject) -> int:
-        # The hub builds one Subject per device, so the labels' identity usually finds it.
+        # The hub builds one Subject per device: the object itself usually finds it.  Every
+        # subject looked up stays alive in its state while the document is built.
+        found = self._by_object.get(id(subject))
+        if found is None:
+            found = self._by_object[id(subject)] = self._index(subject)
+        return found
+
+    def _index(self, subject: Subject) -> int:
         fast = (subject.device, id(subject.labels))
         found = self._by_identity.get(fast)
         if found is None:

@@ -140,12 +140,26 @@ class Engine(SequentialEngine):
                 self._subjects[slot] = subject
                 self._seen.mark(slot)
                 return slot
-            subjects = list(self._subjects)
-            subjects[slot] = subject
-            self.set_subjects(subjects)
+            self._rescope(slot, subject)
             return slot
         self._add_slots([subject])
         return len(self._subjects) - 1
+
+    def _rescope(self, slot: int, subject: Subject) -> None:
+        """Give ``slot`` a subject with other labels: its scopes are matched again."""
+        for group in self._groups:
+            if group.table is None:
+                continue
+            pairs = group.slot_pairs(slot)
+            detached: dict[Any, Any] = getattr(self, "_" + group.table)
+            detached.update(group.export(self._subjects, pairs))
+            group.clear(pairs)  # the pairs are left behind; their states go with the device
+        self._subjects[slot] = subject
+        self._scope(np.array([slot], dtype=np.int64), [subject])
+        for table in _ARRAY_TABLES:
+            for group in self._tables(table):
+                group.load(getattr(self, "_" + table), self._slot_of, (subject.device,))
+        self._seen.mark(slot)
 
     def _add_slots(self, subjects: Sequence[Subject]) -> None:
         """Give each of ``subjects`` (devices without a slot) the next free slot."""

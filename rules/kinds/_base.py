@@ -175,9 +175,33 @@ class ReadingGroup(abc.ABC):
         batch.evaluations += pairs.size
         return pairs, reading, entry, view.ts[reading], value, view.position[column]
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:  # noqa: ARG002 - for kinds
-        """The states held, as the sequential engine's state objects (see :meth:`load`)."""
+    def export(
+        self,
+        subjects: Sequence[Subject],  # noqa: ARG002 - a kind without states exports none
+        pairs: I64 | None = None,  # noqa: ARG002
+    ) -> dict[Key, Any]:
+        """The states held (of ``pairs``, or all), as the sequential engine's state objects."""
         return {}
+
+    def live_pairs(self, pairs: I64 | None = None) -> list[int]:
+        """The pairs that hold a state, among ``pairs`` or all."""
+        live = self.live()
+        if pairs is None:
+            return np.flatnonzero(live).tolist()
+        found: list[int] = pairs[live[pairs]].tolist()
+        return found
+
+    def slot_pairs(self, slot: int) -> I64:
+        """The pairs of ``slot``."""
+        if slot >= self.slot_start.size:
+            return np.zeros(0, dtype=np.int64)
+        start = int(self.slot_start[slot])
+        return np.arange(start, start + int(self.slot_count[slot]))
+
+    def clear(self, pairs: I64) -> None:
+        """Forget the states of ``pairs`` (their slot is being scoped anew)."""
+        for name, (_, fill) in self.columns.items():
+            self.col[name][pairs] = fill
 
     def load(  # noqa: B027 - a kind without states takes none
         self,

@@ -144,11 +144,11 @@ class AnomalyGroup(ReadingGroup):
             since = int(col["since"][pair])
             batch.emit(order, model, int(view.slots[j]), entered, ts_ms, since, fields, value)
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Every pair with a baseline, as :class:`_AnomalyState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
-        for pair in np.flatnonzero(col["has"][: self.size]).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             subject = subjects[int(self.pair_slot[pair])]
             out[rule.id, subject.device] = _AnomalyState(

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rules._reference import AlertState, Subject, _FlatState
-from rules.kinds._base import _MINUTE_MS, Batch, Key, ReadingGroup, View
+from rules.kinds._base import _MINUTE_MS, I64, Batch, Key, ReadingGroup, View
 from rules.models import FlatLineRule
 
 
@@ -87,11 +87,11 @@ class FlatLineGroup(ReadingGroup):
                 order, self.rules[r], int(view.slots[j]), entered, ts_ms, started, fields, value
             )
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Every pair with a reference, as :class:`_FlatState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
-        for pair in np.flatnonzero(col["has"][: self.size]).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             subject = subjects[int(self.pair_slot[pair])]
             out[rule.id, subject.device] = _FlatState(

@@ -218,12 +218,12 @@ class RateGroup(ReadingGroup):
         self.ring_ts[pairs, :width] = columns["ring_ts"]
         self.ring_value[pairs, :width] = columns["ring_value"]
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Every pair with samples, as :class:`_RateState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
         width = self.width
-        for pair in np.flatnonzero(col["has"][: self.size]).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             subject = subjects[int(self.pair_slot[pair])]
             head = int(col["head"][pair])

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rules._reference import AlertState, Subject, _ThresholdState
-from rules.kinds._base import Batch, Key, ReadingGroup, View
+from rules.kinds._base import I64, Batch, Key, ReadingGroup, View
 from rules.models import ThresholdRule
 
 _NONE, _PENDING, _FIRING = 0, 1, 2
@@ -140,11 +140,11 @@ class ThresholdGroup(ReadingGroup):
             problem = "holds a state that is neither pending nor firing"
         return problem
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Pending and firing alerts as :class:`_ThresholdState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
-        for pair in np.flatnonzero(col["state"][: self.size] != _NONE).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             device = subjects[int(self.pair_slot[pair])].device
             out[rule.id, device] = _ThresholdState(

@@ -90,6 +90,7 @@ class Engine(SequentialEngine):
         self._groups: list[ReadingGroup] = []
         self._seen = LastSeen()
         self._fingerprints: dict[str, str] = {}
+        self._marks = np.zeros(0, dtype=np.int64)
         # Watcher (absence, inactivity) -> slot -> in scope; matched as arrays with the rest.
         self._watching = np.zeros((len(rules.watchers), 0), dtype=np.bool_)
         self._build()
@@ -275,9 +276,22 @@ class Engine(SequentialEngine):
             for position, (name, column) in enumerate(fields.items())
             if name in metrics
         ]
-        for start, stop in _segments(slots64):
+        for start, stop in self._segments(slots64):
             self._segment(slots64[start:stop], ts64[start:stop], columns, start, stop, out)
         return out
+
+    def _segments(self, slots: NDArray[np.int64]) -> list[tuple[int, int]]:
+        """Runs of readings in which no slot repeats (usually the whole batch)."""
+        n = int(slots.size)
+        if n > 1:
+            # Each slot's mark ends as the row that wrote it last: a repeat leaves a row unmarked.
+            if self._marks.size < len(self._subjects):
+                self._marks = np.zeros(len(self._subjects), dtype=np.int64)
+            rows = np.arange(n)
+            self._marks[slots] = rows
+            if (self._marks[slots] != rows).any():
+                return _cut(slots)
+        return [(0, n)]
 
     def _segment(
         self,
@@ -662,11 +676,9 @@ _Stored = tuple[
 ]
 
 
-def _segments(slots: NDArray[np.int64]) -> list[tuple[int, int]]:
+def _cut(slots: NDArray[np.int64]) -> list[tuple[int, int]]:
     """Cut readings into runs in which no slot repeats, in order: (start, stop) of each."""
     n = int(slots.size)
-    if n == 1 or np.unique(slots).size == n:
-        return [(0, n)]
     cuts: list[tuple[int, int]] = []
     seen: set[int] = set()
     start = 0

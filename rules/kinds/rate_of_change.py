@@ -93,39 +93,42 @@ class RateGroup(ReadingGroup):
         if int(size.max(initial=0)) >= self.width:
             self._widen(self.width * 2)
         width = self.width
+        # The rings seen flat (rows are contiguous): one index per sample, cheap to gather.
+        ring_ts, ring_value = self.ring_ts.reshape(-1), self.ring_value.reshape(-1)
         head = col["head"][pairs]
-        newest = self.ring_ts[pairs, (head + size - 1) % width]
+        base = pairs * width
+        newest = ring_ts[base + (head + size - 1) % width]
         late = t <= newest  # an equal timestamp would make a rate out of nothing
         if late.any():
             batch.late += int(late.sum())
             keep = ~late
             pairs, reading, rule, t, v = pairs[keep], reading[keep], rule[keep], t[keep], v[keep]
-            size, head, position = size[keep], head[keep], position[keep]
+            size, head, position, base = size[keep], head[keep], position[keep], base[keep]
         if not pairs.size:
             return
-        tail = (head + size) % width
-        self.ring_ts[pairs, tail] = t
-        self.ring_value[pairs, tail] = v
+        tail = base + (head + size) % width
+        ring_ts[tail] = t
+        ring_value[tail] = v
         size += 1
         horizon = t - self.window[rule]
         # Keep one sample at or before the window's start, the reference: drop the older ones
-        # (never the newest two).  Times in a ring rise, so the dropped ones are a prefix.
-        offset = np.arange(width)
-        times = self.ring_ts[pairs[:, None], (head[:, None] + offset) % width]
-        dropped = (
-            (offset >= 1) & (offset[None, :] <= (size - 2)[:, None]) & (times <= horizon[:, None])
-        ).sum(axis=1)
-        head = (head + dropped) % width
-        size -= dropped
+        # (never the newest two).  At a steady rate that is one per reading.
+        while True:
+            drop = (size > 2) & (ring_ts[base + (head + 1) % width] <= horizon)  # noqa: PLR2004
+            if not drop.any():
+                break
+            head = (head + drop) % width
+            size -= drop
         col["head"][pairs] = head
         col["size"][pairs] = size
-        ref_ts = self.ring_ts[pairs, head]
+        ref_ts = ring_ts[base + head]
         full = ref_ts <= horizon  # else not a full window of history yet
         if not full.any():
             return
         pairs, reading, t, v, rule = pairs[full], reading[full], t[full], v[full], rule[full]
-        ref_ts, head, position = ref_ts[full], head[full], position[full]
-        rate = (v - self.ring_value[pairs, head]) * float(_MINUTE_MS) / (t - ref_ts)
+        ref_ts, position, base, head = ref_ts[full], position[full], base[full], head[full]
+        ref_value = ring_value[base + head]
+        rate = (v - ref_value) * float(_MINUTE_MS) / (t - ref_ts)
         limit = self.limit[rule]
         breach = (self.rise[rule] & (rate > limit)) | (self.fall[rule] & (rate < -limit))
         firing = col["firing"][pairs]

@@ -270,7 +270,7 @@ def decode_arrays(blob: bytes) -> tuple[dict[str, Any], list[NDArray[Any]]]:
             or offset < 0
         ):
             raise SnapshotError(f"{where}: expected [dtype, [shape], offset]")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         size = count * np.dtype(dtype).itemsize
         if base + offset + size > len(blob):
             raise SnapshotError(f"{where}: runs past the end of the snapshot")

@@ -91,8 +91,8 @@ class Engine(SequentialEngine):
         self._seen = LastSeen()
         self._fingerprints: dict[str, str] = {}
         self._marks = np.zeros(0, dtype=np.int64)
-        # Watcher (absence, inactivity) -> slot -> in scope; matched as arrays with the rest.
-        self._watching = np.zeros((len(rules.watchers), 0), dtype=np.bool_)
+        # Slot -> the watchers (absence, inactivity) in scope; matched as arrays with the rest.
+        self._watching: list[list[int]] = []
         self._build()
 
     # -- subjects ---------------------------------------------------------------------------
@@ -191,12 +191,15 @@ class Engine(SequentialEngine):
         watchers = self._rules.watchers
         masks = scope_masks([*rules.values(), *watchers], subjects)
         if watchers:
-            size = max(self._watching.shape[1], int(slots.max(initial=-1)) + 1)
-            if size > self._watching.shape[1]:
-                grown = np.zeros((len(watchers), size), dtype=np.bool_)
-                grown[:, : self._watching.shape[1]] = self._watching
-                self._watching = grown
-            self._watching[:, slots] = np.array([masks[rule.id] for rule in watchers])
+            size = int(slots.max(initial=-1)) + 1
+            self._watching.extend([] for _ in range(size - len(self._watching)))
+            which, watcher = np.nonzero(np.array([masks[rule.id] for rule in watchers]).T)
+            ends = np.cumsum(np.bincount(which, minlength=slots.size)).tolist()
+            order = watcher.tolist()
+            start = 0
+            for slot, end in zip(slots.tolist(), ends, strict=True):
+                self._watching[slot] = order[start:end]
+                start = end
         for group in self._groups:
             group.scope_slots(slots, np.array([masks[rule.id] for rule in group.rules]))
 
@@ -346,7 +349,7 @@ class Engine(SequentialEngine):
         if slot is None or self._subjects[slot].labels is not subject.labels:
             return super()._watchers_of(subject)  # labels the slot's scopes were not matched on
         watchers = self._rules.watchers
-        return [watchers[i] for i in np.flatnonzero(self._watching[:, slot]).tolist()]
+        return [watchers[i] for i in self._watching[slot]]
 
     def on_event(
         self, subject: Subject, ts_ms: int, kind: str, data: Mapping[str, Any]

@@ -1,26 +1,32 @@
 """Rule evaluation in-process: 500 rules over 10,000 devices, readings per second.
 
     python -m bench.rules_eval [--rules 500] [--devices 10000] [--readings 1000000]
-                               [--max-seconds 40] [--events 100000] [--quick] [--json]
+                               [--batch 500] [--max-seconds 40] [--events 100000]
+                               [--quick] [--json]
 
 A synthetic site of ``--devices`` devices (ten grids of five 18-floor buildings; temperature and
 humidity sensors, smoke, gas and leak detectors, CO2 and PM2.5 sensors, power and water meters,
 motion sensors, emergency buttons, door readers and cameras) and ``--rules`` rules of every kind
 (:func:`rule_mix`: thresholds with ``for`` and hysteresis, rates of change, absence, flat line,
 count, event, correlation and anomaly), scoped by device kind and by grid or building, as a
-community writes them.  The engine is :class:`rules.Engine`, fed as the hub feeds it
-(``hub.app.RulesBridge``): one :class:`rules.Subject` per device with the registry's labels.
+community writes them.  The engine is :class:`rules.Engine`, fed as the hub feeds it: one
+:class:`rules.Subject` per device with the registry's labels, numbered once
+(``Engine.set_subjects``), and readings in batches of ``--batch`` as columns (slots, timestamps,
+one float array per value name, NaN where a device has no such value; ``Engine.on_batch``).
+The sequential engine (:class:`rules._reference.SequentialEngine`, one reading at a time, as
+the hub fed rules before) runs the same readings in the same process for comparison.
 
 Readings go round-robin over the devices that send readings, every one every 10 s of virtual
 time, with values that wander inside their normal band; 2 % of the devices have an excursion (a
 fire, a CO2 peak) in their cycle of 32 readings, which fires and resolves alerts.
-``Engine.tick`` runs every virtual second.  The run stops after ``--readings`` readings or
-``--max-seconds``, whichever comes first.  In the same run the *ceiling* is the same loop (same
-subjects, same value mappings, same tick test) calling a no-op instead of the engine: what the
-figure would be if evaluating rules cost nothing.  Then ``--events`` events (door access,
-motion, now and then an alarm), 6 ms of virtual time apart, go through the same rules, and the
-engine's state is snapshotted and restored once (what a hub restart costs).  Peak RSS is the
-process's (``getrusage``).
+``Engine.tick`` runs every virtual second (between batches).  Each engine's run stops after
+``--readings`` readings or ``--max-seconds``, whichever comes first.  In the same run the
+*ceiling* is the same loop (same batches built the same way, same tick test) calling a no-op
+instead of the engine: what the figure would be if evaluating rules cost nothing; the
+sequential engine has its own (one value mapping per reading).  Then ``--events`` events (door
+access, motion, now and then an alarm), 6 ms of virtual time apart, go through the same rules,
+and the engine's state is snapshotted and restored once (what a hub restart costs).  Peak RSS
+is the process's (``getrusage``).
 """
 
 from __future__ import annotations
@@ -34,12 +40,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import yaml
+from numpy.typing import NDArray
 
 from bench.common import SystemCpu, machine
 from hub.registry import Registry, parse_site
 from rules import Engine, RuleSet, Subject, parse_rules
+from rules._reference import SequentialEngine
 
 T0 = 1_767_636_000_000  # 2026-01-06 02:00 in Asia/Shanghai
 PERIOD_MS = 10_000  # every device sends a reading this often (virtual time)
@@ -450,6 +459,75 @@ def _noop(*_: object) -> None:
     return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Columns:
+    """The feeds as the hub holds readings: a slot per feed and a table of value rows.
+
+    Attributes:
+        slots: feed -> its device's slot.
+        names: the value names, one column each.
+        table: (feed, cycle row, name) -> value; NaN where the feed has no such value.
+    """
+
+    slots: NDArray[np.int32]
+    names: tuple[str, ...]
+    table: NDArray[np.float64]
+
+
+def reading_columns(feeds: Sequence[Feed], slot_of: Mapping[str, int]) -> Columns:
+    """The feeds' values as one table, for building batches of columns."""
+    names = tuple(sorted({name for feed in feeds for name in feed.names}))
+    table = np.full((len(feeds), CYCLE, len(names)), np.nan)
+    for f, feed in enumerate(feeds):
+        where = [names.index(name) for name in feed.names]
+        table[f][:, where] = np.array(feed.rows)
+    slots = np.array([slot_of[feed.subject.device] for feed in feeds], dtype=np.int32)
+    return Columns(slots, names, table)
+
+
+OnBatch = Callable[
+    [NDArray[np.int32], NDArray[np.int64], Mapping[str, NDArray[np.float64]]], object
+]
+
+
+def _feed_batches(
+    columns: Columns,
+    on_batch: OnBatch,
+    tick: Callable[[int], object],
+    readings: int,
+    max_seconds: float,
+    batch: int,
+    first: int = 0,
+) -> tuple[int, float, int]:
+    """The readings of :func:`_feed`, in batches of columns; return (fed, seconds, ticks).
+
+    ``first`` skips the stream's first readings (to go on where an earlier call stopped).
+    """
+    n = columns.slots.size
+    step_ms = PERIOD_MS / n
+    next_tick = T0 + int(first * step_ms)
+    ticks = 0
+    started = time.perf_counter()
+    deadline = started + max_seconds
+    k = first
+    readings += first
+    while k < readings:
+        index = np.arange(k, min(k + batch, readings))
+        feed = index % n
+        ts = T0 + (index * step_ms).astype(np.int64)
+        now = int(ts[0])
+        if now >= next_tick:
+            tick(now)
+            ticks += 1
+            next_tick = now - now % TICK_MS + TICK_MS
+        rows = np.ascontiguousarray(columns.table[feed, index // n % CYCLE].T)
+        on_batch(columns.slots[feed], ts, dict(zip(columns.names, rows, strict=True)))
+        k += index.size
+        if time.perf_counter() > deadline:
+            break
+    return k - first, time.perf_counter() - started, ticks
+
+
 def run(
     *,
     rules: int = 500,
@@ -457,6 +535,7 @@ def run(
     readings: int = 1_000_000,
     max_seconds: float = 40.0,
     events: int = 100_000,
+    batch: int = 500,
 ) -> dict[str, Any]:
     """Run the benchmark; return its results (see the module docstring)."""
     setup_started = time.perf_counter()
@@ -467,14 +546,23 @@ def run(
     ruleset: RuleSet = parse_rules(rules_yaml(documents), "<bench rules>")
     feeds = reading_feeds(registry)
     stream = event_stream(registry, events)
+
+    subjects = [Subject(device.id, device.labels) for device in registry.devices.values()]
+    slot_of = {subject.device: slot for slot, subject in enumerate(subjects)}
+    columns = reading_columns(feeds, slot_of)
     setup_s = time.perf_counter() - setup_started
 
     engine = Engine(ruleset)
+    started = time.perf_counter()
+    engine.set_subjects(subjects)
+    subjects_s = time.perf_counter() - started
     transitions = 0
 
-    def on_reading(subject: Subject, ts: int, values: Mapping[str, float]) -> None:
+    def on_batch(
+        slots: NDArray[np.int32], ts: NDArray[np.int64], fields: Mapping[str, NDArray[np.float64]]
+    ) -> None:
         nonlocal transitions
-        transitions += len(engine.on_reading(subject, ts, values))
+        transitions += len(engine.on_batch(slots, ts, fields))
 
     def tick(ts: int) -> None:
         nonlocal transitions
@@ -483,13 +571,13 @@ def run(
     system = SystemCpu()
     system.start()
     cpu_started = time.process_time()
-    fed, seconds, ticks = _feed(feeds, on_reading, tick, readings, max_seconds)
+    fed, seconds, ticks = _feed_batches(columns, on_batch, tick, readings, max_seconds, batch)
     cpu_s = time.process_time() - cpu_started
     system.stop()
     stats = engine.statistics()
     reading_transitions = transitions
     # The ceiling: the same loop, the engine replaced by a no-op.
-    _, ceiling_s, _ = _feed(feeds, _noop, _noop, fed, float("inf"))
+    _, ceiling_s, _ = _feed_batches(columns, _noop, _noop, fed, float("inf"), batch)
 
     end_ms = T0 + int(fed * PERIOD_MS / len(feeds))
     next_tick = end_ms
@@ -515,9 +603,27 @@ def run(
     started = time.perf_counter()
     blob = engine.snapshot()
     snapshot_s = time.perf_counter() - started
+    restored = Engine(ruleset)
+    restored.set_subjects(subjects)
     started = time.perf_counter()
-    report = Engine(ruleset).restore(blob)
+    report = restored.restore(blob)
     restore_s = time.perf_counter() - started
+    del restored
+
+    # The sequential engine on the same readings, one value mapping per reading.
+    sequential = SequentialEngine(ruleset)
+    sequential_transitions = 0
+
+    def on_reading(subject: Subject, ts: int, values: Mapping[str, float]) -> None:
+        nonlocal sequential_transitions
+        sequential_transitions += len(sequential.on_reading(subject, ts, values))
+
+    def sequential_tick(ts: int) -> None:
+        nonlocal sequential_transitions
+        sequential_transitions += len(sequential.tick(ts))
+
+    sequential_fed, sequential_s, _ = _feed(feeds, on_reading, sequential_tick, fed, max_seconds)
+    _, sequential_ceiling_s, _ = _feed(feeds, _noop, _noop, sequential_fed, float("inf"))
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     rule_kinds: dict[str, int] = {}
@@ -537,7 +643,9 @@ def run(
             "events": len(stream),
             "virtual_period_s": PERIOD_MS / 1000,
             "tick_ms": TICK_MS,
+            "batch": batch,
             "setup_s": round(setup_s, 2),
+            "set_subjects_s": round(subjects_s, 3),
         },
         "readings": {
             "count": fed,
@@ -556,6 +664,15 @@ def run(
             "us_per_reading": round(ceiling_s / fed * 1e6, 2),
         },
         "ratio_to_ceiling": round(readings_per_s / ceiling_per_s, 4),
+        "sequential": {
+            "count": sequential_fed,
+            "seconds": round(sequential_s, 3),
+            "readings_per_s": round(sequential_fed / sequential_s),
+            "us_per_reading": round(sequential_s / sequential_fed * 1e6, 2),
+            "transitions": sequential_transitions,
+            "ceiling_readings_per_s": round(sequential_fed / sequential_ceiling_s),
+            "speedup": round(readings_per_s / (sequential_fed / sequential_s), 1),
+        },
         "events": {
             "count": len(stream),
             "seconds": round(events_s, 3),
@@ -572,8 +689,8 @@ def run(
             "active_alerts": after.active,
             "states": report.states,
             "snapshot_mib": round(len(blob) / 2**20, 2),
-            "snapshot_s": round(snapshot_s, 3),
-            "restore_s": round(restore_s, 3),
+            "snapshot_s": round(snapshot_s, 4),
+            "restore_s": round(restore_s, 4),
         },
         "peak_rss_mib": round(peak_rss_mib, 1),
         "machine": {
@@ -586,12 +703,13 @@ def run(
 
 def render(result: dict[str, Any]) -> str:
     """A plain-text summary of the results."""
-    p, r, c, e, s = (
+    p, r, c, e, s, q = (
         result["params"],
         result["readings"],
         result["ceiling"],
         result["events"],
         result["state"],
+        result["sequential"],
     )
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(p["rule_kinds"].items()))
     return "\n".join(
@@ -607,13 +725,17 @@ def render(result: dict[str, Any]) -> str:
                 f"{'evals each':>10}"
             ),
             (
-                f"{'readings, engine':<26} {r['count']:>10,} {r['seconds']:>8.2f} "
+                f"{'readings, batch engine':<26} {r['count']:>10,} {r['seconds']:>8.2f} "
                 f"{r['readings_per_s']:>11,} {r['us_per_reading']:>8.2f} "
                 f"{r['evaluations_per_reading']:>10.2f}"
             ),
             (
                 f"{'readings, no-op (ceiling)':<26} {r['count']:>10,} {c['seconds']:>8.2f} "
                 f"{c['readings_per_s']:>11,} {c['us_per_reading']:>8.2f}"
+            ),
+            (
+                f"{'readings, sequential':<26} {q['count']:>10,} {q['seconds']:>8.2f} "
+                f"{q['readings_per_s']:>11,} {q['us_per_reading']:>8.2f}"
             ),
             (
                 f"{'events, engine':<26} {e['count']:>10,} {e['seconds']:>8.2f} "
@@ -623,12 +745,17 @@ def render(result: dict[str, Any]) -> str:
             (
                 f"ratio to the ceiling: {result['ratio_to_ceiling']:.3f}; transitions: "
                 f"{r['transitions']:,} from readings and ticks, {e['transitions']:,} from events; "
-                f"{r['virtual_minutes']:g} virtual minutes"
+                f"{r['virtual_minutes']:g} virtual minutes; batches of {p['batch']:,} readings"
+            ),
+            (
+                f"batch engine {q['speedup']:g}x the sequential one (whose own no-op loop: "
+                f"{q['ceiling_readings_per_s']:,} readings/s; {q['transitions']:,} transitions "
+                f"on its {q['count']:,} readings); set_subjects {p['set_subjects_s']:.2f} s"
             ),
             (
                 f"state: {s['states']:,} states, {s['active_alerts']:,} alerts active; snapshot "
-                f"{s['snapshot_mib']:.1f} MiB in {s['snapshot_s']:.2f} s, restored in "
-                f"{s['restore_s']:.2f} s"
+                f"{s['snapshot_mib']:.1f} MiB in {s['snapshot_s'] * 1000:.1f} ms, restored in "
+                f"{s['restore_s'] * 1000:.1f} ms"
             ),
             (
                 f"peak RSS {result['peak_rss_mib']:.0f} MiB; setup (site, rules, streams) "
@@ -652,6 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-seconds", type=float, default=40.0, help="stop feeding readings after this long"
     )
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500, help="readings per batch")
     parser.add_argument(
         "--quick", action="store_true", help="50 rules, 500 devices, 20,000 readings (a smoke run)"
     )
@@ -665,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
         readings=args.readings,
         max_seconds=args.max_seconds,
         events=args.events,
+        batch=args.batch,
     )
     if args.json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

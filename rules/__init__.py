@@ -1,9 +1,11 @@
 """The rule language of anju and its evaluation: pure, no I/O, time passed in.
 
 Rules are YAML files (``config/rules/*.yaml``) loaded into a :class:`RuleSet` by
-:func:`load_rules`; an :class:`Engine` evaluates readings and events against it and returns
-:class:`Transition` objects for the hub's alert lifecycle.  :meth:`Engine.snapshot` and
-:meth:`Engine.restore` keep its evaluation state across a restart (:mod:`rules._snapshot`).
+:func:`load_rules`; an :class:`Engine` evaluates readings (in batches of columns,
+:meth:`Engine.on_batch`, over devices numbered by :meth:`Engine.set_subjects`) and events
+against it and returns :class:`Transition` objects for the hub's alert lifecycle.
+:meth:`Engine.snapshot` and :meth:`Engine.restore` keep its evaluation state across a restart
+(:mod:`rules._snapshot`).
 
 Rule kinds: ``threshold``, ``event``, ``rate_of_change``, ``absence`` (deadman per device),
 ``inactivity`` (welfare check per unit), ``flat_line`` (stuck sensor), ``count`` (N events in a

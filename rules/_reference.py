@@ -1009,9 +1009,7 @@ class SequentialEngine:
 
     def _watches_for(self, subject: Subject, ts_ms: int) -> tuple[_Watch, ...]:
         watches: list[_Watch] = []
-        for rule in self._rules.watchers:
-            if not rule.scope.matches(subject.device, subject.labels):
-                continue
+        for rule in self._watchers_of(subject):
             subject_key = _silence_key(rule, subject)
             if subject_key is None:
                 continue  # a device with no unit in the registry cannot show life at one
@@ -1030,6 +1028,10 @@ class SequentialEngine:
                 self._silences[key] = state
             watches.append((rule, state))
         return tuple(watches)
+
+    def _watchers_of(self, subject: Subject) -> list[AbsenceRule | InactivityRule]:
+        """The absence and inactivity rules whose scope includes ``subject``, in rule order."""
+        return [r for r in self._rules.watchers if r.scope.matches(subject.device, subject.labels)]
 
     def _silence_timer(
         self, rule: AbsenceRule | InactivityRule, key: _Key, due: int, out: list[Transition]

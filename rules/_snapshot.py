@@ -21,12 +21,12 @@ the line ``ANJU-RULES-STATE`` and a newline, the header's length (8 bytes, littl
 header (the JSON document above with ``"version": 2`` and two more keys), then raw array
 buffers::
 
-    {..., "devices": ["<device>", ...],
+    {..., "devices": [["<device>", {"<label>": "<value>", ...}], ...],
      "buffers": [["<dtype>", [<shape>...], <offset>], ...],
-     "groups": [{"table": "thresholds", "metric": "temperature", "rules": ["<rule id>", ...],
+     "groups": [{"table": "thresholds", "rules": ["<rule id>", ...],
                  "rule": <buffer>, "device": <buffer>, "columns": {"<name>": <buffer>, ...}}]}
 
-Each group is the states of one kind on one metric, one entry per (rule, device) in every
+Each group is the states of one kind, one entry per (rule, device) in every
 buffer: ``rule`` indexes the group's ``rules``, ``device`` indexes ``devices``.  Buffers are read
 with a fixed set of plain dtypes, never pickled objects, so version 2 cannot run code either.
 Version 1 documents are still read.
@@ -136,11 +136,19 @@ class _Subjects:
 
     def __init__(self) -> None:
         self.rows: list[list[Any]] = []
+        self._by_object: dict[int, int] = {}
         self._by_identity: dict[tuple[str, int], int] = {}
         self._by_content: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
     def index(self, subject: Subject) -> int:
-        # The hub builds one Subject per device, so the labels' identity usually finds it.
+        # The hub builds one Subject per device: the object itself usually finds it.  Every
+        # subject looked up stays alive in its state while the document is built.
+        found = self._by_object.get(id(subject))
+        if found is None:
+            found = self._by_object[id(subject)] = self._index(subject)
+        return found
+
+    def _index(self, subject: Subject) -> int:
         fast = (subject.device, id(subject.labels))
         found = self._by_identity.get(fast)
         if found is None:
@@ -262,7 +270,7 @@ def decode_arrays(blob: bytes) -> tuple[dict[str, Any], list[NDArray[Any]]]:
             or offset < 0
         ):
             raise SnapshotError(f"{where}: expected [dtype, [shape], offset]")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         size = count * np.dtype(dtype).itemsize
         if base + offset + size > len(blob):
             raise SnapshotError(f"{where}: runs past the end of the snapshot")

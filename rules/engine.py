@@ -48,7 +48,7 @@ from rules._snapshot import (
     kept_rules,
     rule_fingerprint,
 )
-from rules.kinds import KINDS, Batch, LastSeen, ReadingGroup, scope_masks
+from rules.kinds import KINDS, Batch, LastSeen, ReadingGroup, View, scope_masks
 from rules.models import AbsenceRule, InactivityRule, RuleBase, ThresholdRule
 from rules.ruleset import RuleSet
 
@@ -87,9 +87,12 @@ class Engine(SequentialEngine):
         super().__init__(rules)
         self._subjects: list[Subject] = []
         self._slot_of: dict[str, int] = {}
-        self._groups: dict[str, tuple[ReadingGroup, ...]] = {}
+        self._groups: list[ReadingGroup] = []
         self._seen = LastSeen()
         self._fingerprints: dict[str, str] = {}
+        self._marks = np.zeros(0, dtype=np.int64)
+        # Slot -> the watchers (absence, inactivity) in scope; matched as arrays with the rest.
+        self._watching: list[list[int]] = []
         self._build()
 
     # -- subjects ---------------------------------------------------------------------------
@@ -138,12 +141,26 @@ class Engine(SequentialEngine):
                 self._subjects[slot] = subject
                 self._seen.mark(slot)
                 return slot
-            subjects = list(self._subjects)
-            subjects[slot] = subject
-            self.set_subjects(subjects)
+            self._rescope(slot, subject)
             return slot
         self._add_slots([subject])
         return len(self._subjects) - 1
+
+    def _rescope(self, slot: int, subject: Subject) -> None:
+        """Give ``slot`` a subject with other labels: its scopes are matched again."""
+        for group in self._groups:
+            if group.table is None:
+                continue
+            pairs = group.slot_pairs(slot)
+            detached: dict[Any, Any] = getattr(self, "_" + group.table)
+            detached.update(group.export(self._subjects, pairs))
+            group.clear(pairs)  # the pairs are left behind; their states go with the device
+        self._subjects[slot] = subject
+        self._scope(np.array([slot], dtype=np.int64), [subject])
+        for table in _ARRAY_TABLES:
+            for group in self._tables(table):
+                group.load(getattr(self, "_" + table), self._slot_of, (subject.device,))
+        self._seen.mark(slot)
 
     def _add_slots(self, subjects: Sequence[Subject]) -> None:
         """Give each of ``subjects`` (devices without a slot) the next free slot."""
@@ -163,18 +180,27 @@ class Engine(SequentialEngine):
         self._seen.resize(len(self._subjects))
 
     def _build(self) -> None:
-        groups: dict[str, tuple[ReadingGroup, ...]] = {}
+        members: dict[type[Any], list[tuple[str, int, Any]]] = {}
         for metric in sorted(self._rules.metrics):
-            members: dict[type[Any], list[tuple[int, Any]]] = {}
             for position, rule in enumerate(self._rules.rules_for_metric(metric)):
-                members.setdefault(type(rule), []).append((position, rule))
-            groups[metric] = tuple(KINDS[kind](metric, m) for kind, m in members.items())
-        self._groups = groups
+                members.setdefault(type(rule), []).append((metric, position, rule))
+        self._groups = [KINDS[kind](entries) for kind, entries in members.items()]
 
     def _scope(self, slots: NDArray[np.int64], subjects: Sequence[Subject]) -> None:
-        rules = {rule.id: rule for gs in self._groups.values() for g in gs for rule in g.rules}
-        masks = scope_masks(list(rules.values()), subjects)
-        for group in self._all_groups():
+        rules = {rule.id: rule for group in self._groups for rule in group.rules}
+        watchers = self._rules.watchers
+        masks = scope_masks([*rules.values(), *watchers], subjects)
+        if watchers:
+            size = int(slots.max(initial=-1)) + 1
+            self._watching.extend([] for _ in range(size - len(self._watching)))
+            which, watcher = np.nonzero(np.array([masks[rule.id] for rule in watchers]).T)
+            ends = np.cumsum(np.bincount(which, minlength=slots.size)).tolist()
+            order = watcher.tolist()
+            start = 0
+            for slot, end in zip(slots.tolist(), ends, strict=True):
+                self._watching[slot] = order[start:end]
+                start = end
+        for group in self._groups:
             group.scope_slots(slots, np.array([masks[rule.id] for rule in group.rules]))
 
     def _rebuild(self, state: EngineState) -> None:
@@ -189,10 +215,10 @@ class Engine(SequentialEngine):
         self._seen = LastSeen(len(self._subjects))
 
     def _all_groups(self) -> list[ReadingGroup]:
-        return [group for groups in self._groups.values() for group in groups]
+        return self._groups
 
     def _tables(self, table: str) -> list[ReadingGroup]:
-        return [group for group in self._all_groups() if group.table == table]
+        return [group for group in self._groups if group.table == table]
 
     # -- readings ---------------------------------------------------------------------------
 
@@ -247,14 +273,28 @@ class Engine(SequentialEngine):
         if int(slots64.min()) < 0 or int(slots64.max()) >= len(self._subjects):
             raise ValueError("a reading names a slot with no subject (see set_subjects)")
         ts64 = ts_ms.astype(np.int64, copy=False)
+        metrics = self._rules.metrics
         columns = [
             (position, name, np.asarray(column, dtype=np.float64))
             for position, (name, column) in enumerate(fields.items())
-            if name in self._groups
+            if name in metrics
         ]
-        for start, stop in _segments(slots64):
+        for start, stop in self._segments(slots64):
             self._segment(slots64[start:stop], ts64[start:stop], columns, start, stop, out)
         return out
+
+    def _segments(self, slots: NDArray[np.int64]) -> list[tuple[int, int]]:
+        """Runs of readings in which no slot repeats (usually the whole batch)."""
+        n = int(slots.size)
+        if n > 1:
+            # Each slot's mark ends as the row that wrote it last: a repeat leaves a row unmarked.
+            if self._marks.size < len(self._subjects):
+                self._marks = np.zeros(len(self._subjects), dtype=np.int64)
+            rows = np.arange(n)
+            self._marks[slots] = rows
+            if (self._marks[slots] != rows).any():
+                return _cut(slots)
+        return [(0, n)]
 
     def _segment(
         self,
@@ -266,20 +306,18 @@ class Engine(SequentialEngine):
         out: list[Transition],
     ) -> None:
         """Evaluate readings of distinct slots: each (rule, device) state is met at most once."""
-        rows = np.arange(slots.size)
         batch = Batch(self._subjects, self._correlate)
-        for position, name, column in columns:
-            values = column[start:stop]
-            finite = np.isfinite(values)
-            if finite.all():
-                at, at_slots, at_ts = rows, slots, ts
-            else:
-                at = np.flatnonzero(finite)
-                if not at.size:
-                    continue
-                at_slots, at_ts, values = slots[at], ts[at], values[at]
-            for group in self._groups[name]:
-                group.evaluate(batch, at, at_slots, at_ts, values, position)
+        if columns:
+            values = np.column_stack([column[start:stop] for _, _, column in columns])
+            view = View(
+                slots,
+                ts,
+                values,
+                {name: j for j, (_, name, _) in enumerate(columns)},
+                np.array([position for position, _, _ in columns], dtype=np.int64),
+            )
+            for group in self._groups:
+                group.evaluate(batch, view)
         if self._rules.watchers:
             slow, evaluations = self._seen.touch(slots, ts)
             batch.evaluations += evaluations
@@ -305,6 +343,13 @@ class Engine(SequentialEngine):
         )
 
     # -- what reads silences ----------------------------------------------------------------
+
+    def _watchers_of(self, subject: Subject) -> list[AbsenceRule | InactivityRule]:
+        slot = self._slot_of.get(subject.device)
+        if slot is None or self._subjects[slot].labels is not subject.labels:
+            return super()._watchers_of(subject)  # labels the slot's scopes were not matched on
+        watchers = self._rules.watchers
+        return [watchers[i] for i in self._watching[slot]]
 
     def on_event(
         self, subject: Subject, ts_ms: int, kind: str, data: Mapping[str, Any]
@@ -425,7 +470,6 @@ class Engine(SequentialEngine):
                 continue
             spec: dict[str, Any] = {
                 "table": group.table,
-                "metric": group.metric,
                 "rules": [rule.id for rule in group.rules],
                 "rule": len(buffers),
                 "device": len(buffers) + 1,
@@ -474,7 +518,7 @@ class Engine(SequentialEngine):
         at = np.array([self._slot_of[device] for device in devices_list], dtype=np.int64)
         for checked, local, rule, device, columns, rule_ids in stored:
             # The groups were built anew: the same rules, metric and kind, empty.
-            group = None if checked is None else self._group(checked.table, checked.metric)
+            group = None if checked is None else self._group(checked.table)
             mine = local[rule] if group is not None else np.full(rule.size, -1)
             keep = mine >= 0
             dropped += [rule_ids[r] for r in np.unique(rule[~keep]).tolist()]
@@ -499,9 +543,8 @@ class Engine(SequentialEngine):
             dropped_rules=tuple(sorted(set(report.dropped_rules) | set(dropped))),
         )
 
-    def _group(self, table: object, metric: object) -> ReadingGroup | None:
-        groups = self._groups.get(metric, ()) if isinstance(metric, str) else ()
-        return next((group for group in groups if group.table == table), None)
+    def _group(self, table: object) -> ReadingGroup | None:
+        return next((group for group in self._groups if group.table == table), None)
 
     def _subject_of(self, device: str) -> Subject:
         slot = self._slot_of.get(device)
@@ -555,7 +598,7 @@ class Engine(SequentialEngine):
         kept: Mapping[str, Any],
         devices: int,
     ) -> _Stored:
-        table, metric, rule_ids = spec["table"], spec["metric"], spec["rules"]
+        table, rule_ids = spec["table"], spec["rules"]
         if not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
             raise _GroupError("'rules' is not a list of rule ids")
         rule, device = buffers[spec["rule"]], buffers[spec["device"]]
@@ -568,7 +611,7 @@ class Engine(SequentialEngine):
         if n and (device.min() < 0 or device.max() >= devices):
             raise _GroupError("a state names a device the snapshot does not list")
         columns = {str(name): buffers[i] for name, i in dict(spec["columns"]).items()}
-        group = next((g for g in self._groups.get(metric, ()) if g.table == table), None)
+        group = self._group(table)
         local = np.full(len(rule_ids), -1, dtype=np.int64)
         if group is not None:
             problem = group.check(columns, n)
@@ -636,11 +679,9 @@ _Stored = tuple[
 ]
 
 
-def _segments(slots: NDArray[np.int64]) -> list[tuple[int, int]]:
+def _cut(slots: NDArray[np.int64]) -> list[tuple[int, int]]:
     """Cut readings into runs in which no slot repeats, in order: (start, stop) of each."""
     n = int(slots.size)
-    if n == 1 or np.unique(slots).size == n:
-        return [(0, n)]
     cuts: list[tuple[int, int]] = []
     seen: set[int] = set()
     start = 0

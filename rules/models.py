@@ -1,9 +1,11 @@
 """Rule models: one frozen pydantic model per rule kind, in a union discriminated on ``kind``.
 
 The models hold the pure parts of a rule's meaning (does this value breach, does this event match,
-is this instant inside the schedule); the per-subject state machines live in :mod:`rules.engine`.
-A new kind adds a model here, a member to :data:`Rule`, an index entry in :mod:`rules.ruleset`
-and an evaluator in the engine.
+is this instant inside the schedule); the per-subject state machines live in :mod:`rules.kinds`
+(readings, compiled to arrays) and :mod:`rules._reference` (events, ticks, and the sequential
+reference).  A new kind adds a model here, a member to :data:`Rule`, an index entry in
+:mod:`rules.ruleset` and an evaluator: for readings a module in :mod:`rules.kinds`, registered in
+:data:`rules.kinds.KINDS`, checked against a sequential one.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Reading rule kinds compiled for batches: one module per kind, registered in :data:`KINDS`.
 
-Each kind evaluates all its rules on one metric over a batch of readings as array operations
+Each kind evaluates all its rules over a batch of readings as array operations
 (see :mod:`rules.kinds._base`); :mod:`rules.kinds.absence` is the reading side of absence rules.
 """
 
 from __future__ import annotations
 
-from rules.kinds._base import Batch, ReadingGroup, scope_masks
+from rules.kinds._base import Batch, ReadingGroup, View, scope_masks
 from rules.kinds.absence import LastSeen
 from rules.kinds.anomaly import AnomalyGroup
 from rules.kinds.correlation import CorrelationGroup
@@ -29,6 +29,6 @@ KINDS: dict[type[RuleBase], type[ReadingGroup]] = {
     AnomalyRule: AnomalyGroup,
     CorrelationRule: CorrelationGroup,
 }
-"""Rule model -> the group that evaluates rules of that kind on one metric."""
+"""Rule model -> the group that evaluates the rules of that kind."""
 
-__all__ = ["KINDS", "Batch", "LastSeen", "ReadingGroup", "scope_masks"]
+__all__ = ["KINDS", "Batch", "LastSeen", "ReadingGroup", "View", "scope_masks"]

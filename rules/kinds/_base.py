@@ -1,11 +1,13 @@
 """What every compiled reading rule kind shares: pairs of (rule, device slot) and their state.
 
-A :class:`ReadingGroup` holds all the rules of one kind on one metric.  Each device slot in a
-rule's scope owns one *pair*; a slot's pairs are contiguous and in rule order, so a batch of
-readings turns into the pairs it meets with a few array operations (:meth:`ReadingGroup.expand`)
-and the rules a reading cannot meet cost nothing.  State lives in one array per field, indexed by
-pair.  Evaluation is vectorised; only the few pairs whose alert changes leave numpy, as
-:data:`Action` callbacks that the engine runs in the order the sequential engine would have.
+A :class:`ReadingGroup` holds all the rules of one kind, whatever their metric.  Each device
+slot in a rule's scope owns one *pair*; a slot's pairs are contiguous and in rule order, so a
+batch of readings turns into the pairs it meets with a few array operations
+(:meth:`ReadingGroup.gather`) and the rules a reading cannot meet cost nothing.  One group per
+kind rather than per (kind, metric) keeps the number of array operations per batch small.
+State lives in one array per field, indexed by pair.  Evaluation is vectorised; only the few
+pairs whose alert changes leave numpy, as :data:`Action` callbacks that the engine runs in the
+order the sequential engine would have.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from rules.models import RuleBase
 Key = tuple[str, str]
 """(rule id, device): the key of a state in the engine's tables and snapshots."""
 Order = tuple[int, int, int]
-"""(reading's row in the segment, position of the value name in the batch, rule's position)."""
+"""(reading's row in the segment, position of the value name in the batch, rule's position in
+the rules of that value name)."""
 Action = tuple[Order, Callable[[list[Transition]], None]]
 """Something to do for one (reading, rule) outside numpy, and where it goes in the output."""
 Correlate = Callable[[Any, Subject, int, list[int], list[Transition]], None]
@@ -35,6 +38,25 @@ Bools = NDArray[np.bool_]
 _MINUTE_MS = 60_000
 # Below this many subjects, matching scopes in Python is cheaper than building label arrays.
 _VECTOR_SCOPE_MIN = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class View:
+    """A segment of a batch (each slot at most once) as the groups read it.
+
+    Attributes:
+        slots: each reading's slot.
+        ts: each reading's timestamp.
+        values: (reading, column) -> value, NaN where the reading has none.
+        column: value name -> its column in ``values``.
+        position: column -> the value name's position in the batch's fields (for ordering).
+    """
+
+    slots: I64
+    ts: I64
+    values: F64
+    column: Mapping[str, int]
+    position: I64
 
 
 @dataclasses.dataclass(slots=True)
@@ -76,7 +98,10 @@ class Batch:
 
 
 class ReadingGroup(abc.ABC):
-    """The rules of one kind on one metric, compiled: parameters and state in arrays.
+    """The rules of one kind, compiled: parameters and state in arrays.
+
+    An *entry* is a rule on one metric: one per rule, except for a correlation rule with
+    conditions on several metrics, which has one per metric (its state is not kept here).
 
     Subclasses declare their state fields in :attr:`columns` (name -> dtype and the value of a
     pair without state), compile rule parameters in :meth:`compile` and evaluate in
@@ -88,12 +113,19 @@ class ReadingGroup(abc.ABC):
     columns: ClassVar[Mapping[str, tuple[type[np.generic], object]]] = {}
     table: ClassVar[str | None] = None
 
-    def __init__(self, metric: str, members: Sequence[tuple[int, Any]]) -> None:
-        """Compile ``members``: (position in the metric's rule list, rule), in rule order."""
-        self.metric = metric
-        self.rules: tuple[Any, ...] = tuple(rule for _, rule in members)
-        self.position = np.array([position for position, _ in members], dtype=np.int64)
-        self.index = {rule.id: i for i, rule in enumerate(self.rules)}
+    def __init__(self, members: Sequence[tuple[str, int, Any]]) -> None:
+        """Compile ``members``: (metric, position in the metric's rule list, rule)."""
+        self.metrics: tuple[str, ...] = tuple(sorted({metric for metric, _, _ in members}))
+        self.members = tuple(members)
+        self.entry_metric = np.array(
+            [self.metrics.index(metric) for metric, _, _ in members], dtype=np.int64
+        )
+        self.entry_metric_name = tuple(metric for metric, _, _ in members)
+        self.rules: tuple[Any, ...] = tuple(rule for _, _, rule in members)
+        self.position = np.array([position for _, position, _ in members], dtype=np.int64)
+        self.index: dict[str, int] = {}
+        for i, rule in enumerate(self.rules):
+            self.index.setdefault(rule.id, i)
         self.size = 0
         self.pair_rule = np.zeros(0, dtype=np.int64)
         self.pair_slot = np.zeros(0, dtype=np.int64)
@@ -108,12 +140,68 @@ class ReadingGroup(abc.ABC):
         """Turn rule parameters into arrays indexed by the rule's position in the group."""
 
     @abc.abstractmethod
-    def evaluate(self, batch: Batch, rows: I64, slots: I64, ts: I64, values: F64, pos: int) -> None:
-        """Evaluate readings (``rows`` of the segment) that carry a finite value of the metric."""
+    def evaluate(self, batch: Batch, view: View) -> None:
+        """Evaluate a segment's readings against the group's rules."""
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:  # noqa: ARG002 - for kinds
-        """The states held, as the sequential engine's state objects (see :meth:`load`)."""
+    def gather(self, batch: Batch, view: View) -> tuple[I64, I64, I64, I64, F64, I64] | None:
+        """The (reading, entry) pairs of a segment that have a finite value of their metric.
+
+        Returns:
+            None if there are none; else for each pair: the pair, the reading's row in the
+            segment, the entry, the timestamp, the value and the position of its value name
+            in the batch (for ordering).
+        """
+        columns = np.array([view.column.get(m, -1) for m in self.metrics], dtype=np.int64)
+        if (columns < 0).all():
+            return None
+        expanded = self.expand(view.slots)
+        if expanded is None:
+            return None
+        pairs, reading = expanded
+        entry = self.pair_rule[pairs]
+        column = columns[self.entry_metric[entry]]
+        value = view.values[reading, column]
+        ok = np.isfinite(value) & (column >= 0)
+        if not ok.all():
+            pairs, reading, entry, column, value = (
+                pairs[ok],
+                reading[ok],
+                entry[ok],
+                column[ok],
+                value[ok],
+            )
+            if not pairs.size:
+                return None
+        batch.evaluations += pairs.size
+        return pairs, reading, entry, view.ts[reading], value, view.position[column]
+
+    def export(
+        self,
+        subjects: Sequence[Subject],  # noqa: ARG002 - a kind without states exports none
+        pairs: I64 | None = None,  # noqa: ARG002
+    ) -> dict[Key, Any]:
+        """The states held (of ``pairs``, or all), as the sequential engine's state objects."""
         return {}
+
+    def live_pairs(self, pairs: I64 | None = None) -> list[int]:
+        """The pairs that hold a state, among ``pairs`` or all."""
+        live = self.live()
+        if pairs is None:
+            return np.flatnonzero(live).tolist()
+        found: list[int] = pairs[live[pairs]].tolist()
+        return found
+
+    def slot_pairs(self, slot: int) -> I64:
+        """The pairs of ``slot``."""
+        if slot >= self.slot_start.size:
+            return np.zeros(0, dtype=np.int64)
+        start = int(self.slot_start[slot])
+        return np.arange(start, start + int(self.slot_count[slot]))
+
+    def clear(self, pairs: I64) -> None:
+        """Forget the states of ``pairs`` (their slot is being scoped anew)."""
+        for name, (_, fill) in self.columns.items():
+            self.col[name][pairs] = fill
 
     def load(  # noqa: B027 - a kind without states takes none
         self,
@@ -159,8 +247,7 @@ class ReadingGroup(abc.ABC):
         self, rules: I64, subjects: Sequence[Subject], columns: Mapping[str, NDArray[Any]]
     ) -> dict[Key, Any]:
         """Snapshot states with no pair here, as the sequential engine's state objects."""
-        members = list(zip(self.position.tolist(), self.rules, strict=True))
-        scratch = type(self)(self.metric, members)
+        scratch = type(self)(self.members)
         n = int(rules.size)
         scratch.pair_rule = rules.astype(np.int64)
         scratch.pair_slot = np.arange(n, dtype=np.int64)
@@ -220,6 +307,13 @@ class ReadingGroup(abc.ABC):
 
     def expand(self, slots: I64) -> tuple[I64, I64] | None:
         """The pairs readings at ``slots`` meet, and for each the index of its reading."""
+        if slots.size == 1:  # one reading (Engine.on_reading): plain ints are cheaper
+            slot = int(slots[0])
+            n = int(self.slot_count[slot])
+            if not n:
+                return None
+            begin = int(self.slot_start[slot])
+            return np.arange(begin, begin + n), np.zeros(n, dtype=np.int64)
         count = self.slot_count[slots]
         total = int(count.sum())
         if not total:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rules._reference import AlertState, Subject, _AnomalyState
-from rules.kinds._base import F64, I64, Batch, Key, ReadingGroup
+from rules.kinds._base import F64, I64, Batch, Key, ReadingGroup, View
 from rules.models import AnomalyRule
 
 
@@ -45,16 +45,14 @@ class AnomalyGroup(ReadingGroup):
         self.scheduled = np.array([r.schedule is not None for r in self.rules], dtype=np.bool_)
 
     def evaluate(  # noqa: PLR0915 - one vectorised state machine, read top to bottom
-        self, batch: Batch, rows: I64, slots: I64, ts: I64, values: F64, pos: int
+        self, batch: Batch, view: View
     ) -> None:
         """Score each reading against its baselines, step the alerts, update the baselines."""
-        expanded = self.expand(slots)
-        if expanded is None:
+        gathered = self.gather(batch, view)
+        if gathered is None:
             return
-        pairs, reading = expanded
-        batch.evaluations += pairs.size
+        pairs, reading, rule, t, v, position = gathered
         col = self.col
-        t, v = ts[reading], values[reading]
         has = col["has"][pairs]
         if not has.all():
             new = pairs[~has]
@@ -63,15 +61,16 @@ class AnomalyGroup(ReadingGroup):
             col["mean"][new] = v[~has]
             col["var"][new] = 0.0
             col["n"][new] = 1
-            pairs, reading, t, v = pairs[has], reading[has], t[has], v[has]
+            pairs, reading, rule, t, v = pairs[has], reading[has], rule[has], t[has], v[has]
+            position = position[has]
         late = t < col["last"][pairs]
         if late.any():
             batch.late += int(late.sum())
             keep = ~late
-            pairs, reading, t, v = pairs[keep], reading[keep], t[keep], v[keep]
+            pairs, reading, rule, t, v = pairs[keep], reading[keep], rule[keep], t[keep], v[keep]
+            position = position[keep]
         if not pairs.size:
             return
-        rule = self.pair_rule[pairs]
         col["last"][pairs] = t
         mean, var, n = col["mean"][pairs], col["var"][pairs], col["n"][pairs]
         root = np.sqrt(var)
@@ -86,7 +85,7 @@ class AnomalyGroup(ReadingGroup):
         col["count"][pairs[firing & scored]] += 1
         change = scored & (firing != breach)
         if change.any():
-            self._change(batch, rows, slots, pos, pairs, reading, rule, t, v, mean, zscore, change)
+            self._change(batch, view, position, pairs, reading, rule, t, v, mean, zscore, change)
         # EWMA mean and variance (West's incremental form), the outlier clipped to z·std.  An
         # overflow to inf is what the sequential engine's floats do too: no warning.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -108,9 +107,8 @@ class AnomalyGroup(ReadingGroup):
     def _change(
         self,
         batch: Batch,
-        rows: I64,
-        slots: I64,
-        pos: int,
+        view: View,
+        position: I64,
         pairs: I64,
         reading: I64,
         rule: I64,
@@ -142,15 +140,15 @@ class AnomalyGroup(ReadingGroup):
                 "zscore": float(zscore[i]),
             }
             j = int(reading[i])
-            order = (int(rows[j]), pos, int(self.position[r]))
+            order = (j, int(position[i]), int(self.position[r]))
             since = int(col["since"][pair])
-            batch.emit(order, model, int(slots[j]), entered, ts_ms, since, fields, value)
+            batch.emit(order, model, int(view.slots[j]), entered, ts_ms, since, fields, value)
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Every pair with a baseline, as :class:`_AnomalyState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
-        for pair in np.flatnonzero(col["has"][: self.size]).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             subject = subjects[int(self.pair_slot[pair])]
             out[rule.id, subject.device] = _AnomalyState(

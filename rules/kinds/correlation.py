@@ -12,20 +12,21 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.kinds._base import F64, I64, Batch, ReadingGroup
+from rules.kinds._base import Batch, ReadingGroup, View
 from rules.models import CorrelationRule
 
 
 class CorrelationGroup(ReadingGroup):
-    """The correlation rules with a condition on one metric."""
+    """The correlation rules, one entry per metric a rule has conditions on."""
 
     table: ClassVar[str | None] = None
     rules: tuple[CorrelationRule, ...]
 
     def compile(self) -> None:
-        """Bounds of each rule's conditions on this metric, one column per condition."""
+        """Bounds of each entry's conditions on its metric, one column per condition."""
         conditions = [
-            [c for c in rule.conditions if c.metric == self.metric] for rule in self.rules
+            [c for c in rule.conditions if c.metric == metric]
+            for metric, rule in zip(self.entry_metric_name, self.rules, strict=True)
         ]
         width = max((len(c) for c in conditions), default=0)
         self.above = np.full((len(self.rules), width), np.inf)
@@ -37,25 +38,23 @@ class CorrelationGroup(ReadingGroup):
                 if condition.below is not None:
                     self.below[r, k] = condition.below
 
-    def evaluate(self, batch: Batch, rows: I64, slots: I64, ts: I64, values: F64, pos: int) -> None:
+    def evaluate(self, batch: Batch, view: View) -> None:
         """Hand the readings that meet a condition to the engine's correlation step."""
-        expanded = self.expand(slots)
-        if expanded is None:
+        gathered = self.gather(batch, view)
+        if gathered is None:
             return
-        pairs, reading = expanded
-        batch.evaluations += pairs.size
-        rule = self.pair_rule[pairs]
-        value = values[reading][:, None]
-        met = ((value > self.above[rule]) | (value < self.below[rule])).any(axis=1)
+        _, reading, rule, ts, value, position = gathered
+        column = value[:, None]
+        met = ((column > self.above[rule]) | (column < self.below[rule])).any(axis=1)
         for i in np.flatnonzero(met).tolist():
             r, j = int(rule[i]), int(reading[i])
-            model = self.rules[r]
-            subject = batch.subjects[int(slots[j])]
-            reading_value = float(values[j])
+            model, metric = self.rules[r], self.entry_metric_name[r]
+            subject = batch.subjects[int(view.slots[j])]
+            reading_value = float(value[i])
             indexes = [
                 k
                 for k, c in enumerate(model.conditions)
-                if c.metric == self.metric and c.breach(reading_value)
+                if c.metric == metric and c.breach(reading_value)
             ]
-            step = functools.partial(batch.correlate, model, subject, int(ts[j]), indexes)
-            batch.actions.append(((int(rows[j]), pos, int(self.position[r])), step))
+            step = functools.partial(batch.correlate, model, subject, int(ts[i]), indexes)
+            batch.actions.append(((j, int(position[i]), int(self.position[r])), step))

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rules._reference import AlertState, Subject, _FlatState
-from rules.kinds._base import _MINUTE_MS, F64, I64, Batch, Key, ReadingGroup
+from rules.kinds._base import _MINUTE_MS, I64, Batch, Key, ReadingGroup, View
 from rules.models import FlatLineRule
 
 
@@ -34,15 +34,13 @@ class FlatLineGroup(ReadingGroup):
         self.tolerance = self.rule_array(lambda r: r.tolerance)
         self.for_ms = np.array([r.for_ms for r in self.rules], dtype=np.int64)
 
-    def evaluate(self, batch: Batch, rows: I64, slots: I64, ts: I64, values: F64, pos: int) -> None:
+    def evaluate(self, batch: Batch, view: View) -> None:
         """Move references, count steady readings, fire and resolve."""
-        expanded = self.expand(slots)
-        if expanded is None:
+        gathered = self.gather(batch, view)
+        if gathered is None:
             return
-        pairs, reading = expanded
-        batch.evaluations += pairs.size
+        pairs, reading, rule, t, v, position = gathered
         col = self.col
-        t, v = ts[reading], values[reading]
         has = col["has"][pairs]
         if not has.all():
             new, tn, vn = pairs[~has], t[~has], v[~has]
@@ -51,15 +49,16 @@ class FlatLineGroup(ReadingGroup):
             col["since"][new] = tn
             col["last"][new] = tn
             col["count"][new] = 1
-            pairs, reading, t, v = pairs[has], reading[has], t[has], v[has]
+            pairs, reading, rule, t, v = pairs[has], reading[has], rule[has], t[has], v[has]
+            position = position[has]
         late = t < col["last"][pairs]
         if late.any():
             batch.late += int(late.sum())
             keep = ~late
-            pairs, reading, t, v = pairs[keep], reading[keep], t[keep], v[keep]
+            pairs, reading, rule, t, v = pairs[keep], reading[keep], rule[keep], t[keep], v[keep]
+            position = position[keep]
         if not pairs.size:
             return
-        rule = self.pair_rule[pairs]
         col["last"][pairs] = t
         since = col["since"][pairs]
         firing = col["firing"][pairs]
@@ -83,14 +82,16 @@ class FlatLineGroup(ReadingGroup):
                 "metric": self.rules[r].metric,
                 "stuck_min": (ts_ms - started) / _MINUTE_MS,
             }
-            order = (int(rows[j]), pos, int(self.position[r]))
-            batch.emit(order, self.rules[r], int(slots[j]), entered, ts_ms, started, fields, value)
+            order = (j, int(position[i]), int(self.position[r]))
+            batch.emit(
+                order, self.rules[r], int(view.slots[j]), entered, ts_ms, started, fields, value
+            )
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Every pair with a reference, as :class:`_FlatState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
-        for pair in np.flatnonzero(col["has"][: self.size]).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             subject = subjects[int(self.pair_slot[pair])]
             out[rule.id, subject.device] = _FlatState(

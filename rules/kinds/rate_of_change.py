@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rules._reference import AlertState, Subject, _RateState
-from rules.kinds._base import _MINUTE_MS, F64, I64, Batch, Key, ReadingGroup
+from rules.kinds._base import _MINUTE_MS, I64, Batch, Key, ReadingGroup, View
 from rules.models import RateOfChangeRule
 
 _INITIAL_WIDTH = 8
@@ -70,16 +70,14 @@ class RateGroup(ReadingGroup):
         self.col["head"][:] = 0
 
     def evaluate(  # noqa: PLR0915 - one vectorised state machine, read top to bottom
-        self, batch: Batch, rows: I64, slots: I64, ts: I64, values: F64, pos: int
+        self, batch: Batch, view: View
     ) -> None:
         """Append each reading to its pairs' rings, take the rates, step the changed alerts."""
-        expanded = self.expand(slots)
-        if expanded is None:
+        gathered = self.gather(batch, view)
+        if gathered is None:
             return
-        pairs, reading = expanded
-        batch.evaluations += pairs.size
+        pairs, reading, rule, t, v, position = gathered
         col = self.col
-        t, v = ts[reading], values[reading]
         has = col["has"][pairs]
         if not has.all():
             # A first sample starts the ring; there is no rate yet.
@@ -89,45 +87,48 @@ class RateGroup(ReadingGroup):
             col["size"][new] = 1
             self.ring_ts[new, 0] = t[~has]
             self.ring_value[new, 0] = v[~has]
-            pairs, reading, t, v = pairs[has], reading[has], t[has], v[has]
+            pairs, reading, rule, t, v = pairs[has], reading[has], rule[has], t[has], v[has]
+            position = position[has]
         size = col["size"][pairs]
         if int(size.max(initial=0)) >= self.width:
             self._widen(self.width * 2)
         width = self.width
+        # The rings seen flat (rows are contiguous): one index per sample, cheap to gather.
+        ring_ts, ring_value = self.ring_ts.reshape(-1), self.ring_value.reshape(-1)
         head = col["head"][pairs]
-        newest = self.ring_ts[pairs, (head + size - 1) % width]
+        base = pairs * width
+        newest = ring_ts[base + (head + size - 1) % width]
         late = t <= newest  # an equal timestamp would make a rate out of nothing
         if late.any():
             batch.late += int(late.sum())
             keep = ~late
-            pairs, reading, t, v = pairs[keep], reading[keep], t[keep], v[keep]
-            size, head = size[keep], head[keep]
+            pairs, reading, rule, t, v = pairs[keep], reading[keep], rule[keep], t[keep], v[keep]
+            size, head, position, base = size[keep], head[keep], position[keep], base[keep]
         if not pairs.size:
             return
-        tail = (head + size) % width
-        self.ring_ts[pairs, tail] = t
-        self.ring_value[pairs, tail] = v
+        tail = base + (head + size) % width
+        ring_ts[tail] = t
+        ring_value[tail] = v
         size += 1
-        rule = self.pair_rule[pairs]
         horizon = t - self.window[rule]
         # Keep one sample at or before the window's start, the reference: drop the older ones
-        # (never the newest two).  Times in a ring rise, so the dropped ones are a prefix.
-        offset = np.arange(width)
-        times = self.ring_ts[pairs[:, None], (head[:, None] + offset) % width]
-        dropped = (
-            (offset >= 1) & (offset[None, :] <= (size - 2)[:, None]) & (times <= horizon[:, None])
-        ).sum(axis=1)
-        head = (head + dropped) % width
-        size -= dropped
+        # (never the newest two).  At a steady rate that is one per reading.
+        while True:
+            drop = (size > 2) & (ring_ts[base + (head + 1) % width] <= horizon)  # noqa: PLR2004
+            if not drop.any():
+                break
+            head = (head + drop) % width
+            size -= drop
         col["head"][pairs] = head
         col["size"][pairs] = size
-        ref_ts = self.ring_ts[pairs, head]
+        ref_ts = ring_ts[base + head]
         full = ref_ts <= horizon  # else not a full window of history yet
         if not full.any():
             return
         pairs, reading, t, v, rule = pairs[full], reading[full], t[full], v[full], rule[full]
-        ref_ts, head = ref_ts[full], head[full]
-        rate = (v - self.ring_value[pairs, head]) * float(_MINUTE_MS) / (t - ref_ts)
+        ref_ts, position, base, head = ref_ts[full], position[full], base[full], head[full]
+        ref_value = ring_value[base + head]
+        rate = (v - ref_value) * float(_MINUTE_MS) / (t - ref_ts)
         limit = self.limit[rule]
         breach = (self.rise[rule] & (rate > limit)) | (self.fall[rule] & (rate < -limit))
         firing = col["firing"][pairs]
@@ -136,10 +137,10 @@ class RateGroup(ReadingGroup):
             r, j = int(rule[i]), int(reading[i])
             self._change(
                 batch,
-                (int(rows[j]), pos, int(self.position[r])),
+                (j, int(position[i]), int(self.position[r])),
                 r,
                 int(pairs[i]),
-                int(slots[j]),
+                int(view.slots[j]),
                 int(t[i]),
                 float(v[i]),
                 float(rate[i]),
@@ -220,12 +221,12 @@ class RateGroup(ReadingGroup):
         self.ring_ts[pairs, :width] = columns["ring_ts"]
         self.ring_value[pairs, :width] = columns["ring_value"]
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Every pair with samples, as :class:`_RateState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
         width = self.width
-        for pair in np.flatnonzero(col["has"][: self.size]).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             subject = subjects[int(self.pair_slot[pair])]
             head = int(col["head"][pair])

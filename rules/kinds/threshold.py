@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rules._reference import AlertState, Subject, _ThresholdState
-from rules.kinds._base import F64, I64, Batch, Key, ReadingGroup
+from rules.kinds._base import I64, Batch, Key, ReadingGroup, View
 from rules.models import ThresholdRule
 
 _NONE, _PENDING, _FIRING = 0, 1, 2
@@ -40,29 +40,25 @@ class ThresholdGroup(ReadingGroup):
         self.above = self.rule_array(lambda r: np.inf if r.above is None else r.above)
         self.below = self.rule_array(lambda r: -np.inf if r.below is None else r.below)
 
-    def evaluate(self, batch: Batch, rows: I64, slots: I64, ts: I64, values: F64, pos: int) -> None:
+    def evaluate(self, batch: Batch, view: View) -> None:
         """Find the pairs that breach or have an alert open; step those one by one."""
-        expanded = self.expand(slots)
-        if expanded is None:
+        gathered = self.gather(batch, view)
+        if gathered is None:
             return
-        pairs, reading = expanded
-        batch.evaluations += pairs.size
-        rule = self.pair_rule[pairs]
-        value = values[reading]
+        pairs, reading, rule, ts, value, position = gathered
         live = (value > self.above[rule]) | (value < self.below[rule])
         live |= self.col["state"][pairs] != _NONE
         if not live.any():
             return
         for i in np.flatnonzero(live).tolist():
-            r = int(rule[i])
-            j = int(reading[i])
+            r, j = int(rule[i]), int(reading[i])
             self._step(
                 batch,
-                (int(rows[j]), pos, int(self.position[r])),
+                (j, int(position[i]), int(self.position[r])),
                 r,
                 int(pairs[i]),
-                int(slots[j]),
-                int(ts[j]),
+                int(view.slots[j]),
+                int(ts[i]),
                 float(value[i]),
             )
 
@@ -144,11 +140,11 @@ class ThresholdGroup(ReadingGroup):
             problem = "holds a state that is neither pending nor firing"
         return problem
 
-    def export(self, subjects: Sequence[Subject]) -> dict[Key, Any]:
+    def export(self, subjects: Sequence[Subject], pairs: I64 | None = None) -> dict[Key, Any]:
         """Pending and firing alerts as :class:`_ThresholdState` objects."""
         col = self.col
         out: dict[Key, Any] = {}
-        for pair in np.flatnonzero(col["state"][: self.size] != _NONE).tolist():
+        for pair in self.live_pairs(pairs):
             rule = self.rules[int(self.pair_rule[pair])]
             device = subjects[int(self.pair_slot[pair])].device
             out[rule.id, device] = _ThresholdState(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import alert_latency, rules_eval
 from hub.registry import Registry, parse_site
-from rules import Engine, parse_rules
+from rules import Engine, Subject, parse_rules
 
 
 def test_rules_eval_feeds_every_reading_and_measures_its_ceiling() -> None:
@@ -45,15 +46,22 @@ def test_no_rule_of_the_mix_fires_on_values_inside_their_bands() -> None:
     buildings = sorted({d.building for d in registry.devices.values() if d.building})
     documents = rules_eval.rule_mix(500, grids=sorted(registry.grids), buildings=buildings)
     engine = Engine(parse_rules(rules_eval.rules_yaml(documents)))
+    subjects = [Subject(d.id, d.labels) for d in registry.devices.values()]
+    engine.set_subjects(subjects)
     feeds = rules_eval.reading_feeds(registry)
+    slots = np.array([engine.slot(feed.subject.device) for feed in feeds], dtype=np.int32)
     transitions = []
     # Steps from one edge of each band to the other: the worst case for rates and anomalies.
     for step in range(150):
         edge = 0 if step < 50 or step >= 100 else 1
         ts = rules_eval.T0 + step * 10_000
-        for feed in feeds:
-            values = {name: rules_eval.BANDS[name][edge] for name in feed.names}
-            transitions += engine.on_reading(feed.subject, ts, values)
+        fields = {
+            name: np.array(
+                [rules_eval.BANDS[name][edge] if name in f.names else np.nan for f in feeds]
+            )
+            for name in rules_eval.BANDS
+        }
+        transitions += engine.on_batch(slots, np.full(len(feeds), ts, dtype=np.int64), fields)
         transitions += engine.tick(ts)
     assert engine.statistics().evaluations > 100_000
     assert [(t.rule_id, t.state) for t in transitions] == []

@@ -399,3 +399,24 @@ def test_scopes_matched_as_arrays_are_those_scope_matches_says() -> None:
     for rule in rules:
         expected = [rule.scope.matches(s.device, s.labels) for s in subjects]
         assert masks[rule.id].tolist() == expected, rule.id
+
+
+def test_a_reading_with_new_labels_moves_its_device_as_a_registry_reload_would() -> None:
+    text = SCOPED + RATE_AND_ANOMALY.removeprefix("rules:\n")
+    rules = parse_rules(text, "test.yaml")
+    reference, engine = SequentialEngine(rules), Engine(rules)
+    here, there = device("a", "3"), device("a", "4")
+    expected: list[Transition] = []
+    got: list[Transition] = []
+    plan = [(here, 60.0), (here, 61.0), (there, 20.0), (there, 70.0), (here, 20.0), (here, 20.0)]
+    for minute, (subject, temperature) in enumerate(plan):
+        if minute and subject is not plan[minute - 1][0]:
+            reference.forget_scopes()  # what the hub does on a reload; the batch engine sees it
+        values = {"temperature": temperature, "humidity": 50.0}
+        expected += reference.on_reading(subject, T0 + minute * MIN, values)
+        got += engine.on_reading(subject, T0 + minute * MIN, values)
+    assert got == expected
+    assert states(got)[0] == ("hot-in-3", "a", AlertState.FIRING)
+    assert ("hot-in-3", "a", AlertState.RESOLVED) in states(got)
+    assert engine.active() == reference.active()
+    assert engine.subjects == (here,)

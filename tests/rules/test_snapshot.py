@@ -448,11 +448,7 @@ def test_a_snapshot_is_a_json_header_and_arrays_with_no_counters(
     # The pending threshold is in the arrays, the event alert and the silence in the JSON.
     assert [len(rows) for rows in document["states"].values()] == [0, 1, 0, 0, 0, 0, 1, 0]
     [group] = document["groups"]
-    assert (group["table"], group["metric"], group["rules"]) == (
-        "thresholds",
-        "temperature",
-        ["high-temperature"],
-    )
+    assert (group["table"], group["rules"]) == ("thresholds", ["high-temperature"])
     assert document["devices"] == [["dev-1", dict(subject.labels)]]
     assert buffers[group["columns"]["since"]].tolist() == [T0]
 

@@ -31,7 +31,7 @@ class DeviceTable:
         self.gateway_of_slot: NDArray[np.int32] = np.zeros(0, dtype=np.int32)
         self.gateway_index: dict[str, int] = {}
         self.gateway_tags: dict[str, str] = {}  # line-protocol tags of each gateway's health
-        self.heads: list[str] = []  # "reading,<tags> " per slot
+        self.heads: list[bytes] = []  # b"reading,<tags> " per slot
         self.use(registry)
 
     def use(self, registry: Registry) -> None:
@@ -50,10 +50,10 @@ class DeviceTable:
                 self.slot_of[device.id] = len(self.devices)
                 self.ids.append(device.id)
                 self.devices.append(device)
-                self.heads.append("")
+                self.heads.append(b"")
             slot = self.slot_of[device.id]
             self.devices[slot] = device
-            self.heads[slot] = f"{Measurement.READING.value},{device.tags} "
+            self.heads[slot] = f"{Measurement.READING.value},{device.tags} ".encode()
         gateways = np.full(len(self.devices), -1, dtype=np.int32)
         for slot, device in enumerate(self.devices):
             if device is not None:
@@ -186,7 +186,7 @@ class LatestValues:
         return [int(s) for s in order if self.ts[s]]
 
 
-def reading_lines(readings: Readings, heads: Sequence[str]) -> list[bytes]:
+def reading_lines(readings: Readings, heads: Sequence[bytes]) -> list[bytes]:
     """One line of InfluxDB line protocol (ms precision) per reading, in batch order.
 
     The series head (measurement and tags, with its trailing space) is cached per slot. Numbers
@@ -203,7 +203,7 @@ def reading_lines(readings: Readings, heads: Sequence[str]) -> list[bytes]:
     weights = (1 << np.arange(len(names), dtype=np.int64))[:, None]
     patterns = (present * weights).sum(axis=0)
     unique = np.unique(patterns).tolist()
-    row_heads = [_head_bytes(heads, slot) for slot in readings.slots.tolist()]
+    row_heads = [heads[slot] for slot in readings.slots.tolist()]
     stamps = _numbers(readings.ts)
     if len(unique) == 1:
         return _format_group(unique[0], names, readings.fields, row_heads, stamps)
@@ -221,17 +221,6 @@ def reading_lines(readings: Readings, heads: Sequence[str]) -> list[bytes]:
         for row, line in zip(row_list, group, strict=True):
             lines[row] = line
     return [line for line in lines if line]
-
-
-_head_cache: dict[str, bytes] = {}
-
-
-def _head_bytes(heads: Sequence[str], slot: int) -> bytes:
-    head = heads[slot]
-    encoded = _head_cache.get(head)
-    if encoded is None:
-        encoded = _head_cache[head] = head.encode()
-    return encoded
 
 
 def _numbers(values: NDArray[np.float64] | NDArray[np.int64]) -> list[bytes]:

@@ -36,7 +36,7 @@ def test_slots_stay_put_across_reloads() -> None:
     assert table.device(before["smoke1"]) is None
     moved = table.device(before["th1"])
     assert moved is not None
-    assert "floor=5" in table.heads[before["th1"]]
+    assert b"floor=5" in table.heads[before["th1"]]
     assert table.gateway_of_slot[before["smoke1"]] == -1
 
 
@@ -53,7 +53,7 @@ def test_latest_values_keep_the_newest_arrival_per_field() -> None:
 
 
 def test_lines_from_columns_are_the_points_lines() -> None:
-    heads = ["reading,device=a,site=s ", "reading,device=b\\ c,site=s "]
+    heads = [b"reading,device=a,site=s ", b"reading,device=b\\ c,site=s "]
     batch = readings(
         [0, 1, 0, 1],
         [TS, TS + 1, TS + 2, TS + 3],
@@ -61,7 +61,9 @@ def test_lines_from_columns_are_the_points_lines() -> None:
         humidity=[40.0, np.nan, 41.25, 3.0],
     )
     expected = [
-        Point(Measurement.READING.value, head.split(",", 1)[1].strip(), values, ts, "x").line()
+        Point(
+            Measurement.READING.value, head.decode().split(",", 1)[1].strip(), values, ts, "x"
+        ).line()
         for head, values, ts in [
             (heads[0], {"temperature": 21.0, "humidity": 40.0}, TS),
             (heads[1], {"temperature": 22.5}, TS + 1),
@@ -75,7 +77,7 @@ def test_lines_from_columns_are_the_points_lines() -> None:
 def test_numbers_in_lines_read_back_as_the_same_floats() -> None:
     values = [1e-7, 1e16, -0.0, 123456789.123, 5e-324, 1.7976931348623157e308, 2.0]
     batch = readings([0] * len(values), list(range(TS, TS + len(values))), v=values)
-    lines = reading_lines(batch, ["m "])
+    lines = reading_lines(batch, [b"m "])
     assert [float(line.split(b"=")[1].split(b" ")[0]) for line in lines] == values
     assert all(b"." in line.split(b" ")[1] or b"e" in line.split(b" ")[1] for line in lines)
 

@@ -9,6 +9,9 @@ Stages, each timed alone over the whole stream (no profiler running):
 - ``decode (pydantic)``: ``wire.decode`` (JSON and pydantic validation of the DataBatch), which
   the hub no longer uses for data;
 - ``decode (columns)``: ``wire.decode_data_columns``, the hub's decoder: JSON into columns;
+- ``decode (columnar layout)``: the same batches laid out as columns (devices once, values as
+  arrays), ``orjson.loads`` and one ``np.array`` per column: what a columnar wire format would
+  cost to decode (the hub does not speak one; measured to weigh it);
 - ``handle, no rules``: ``Ingestor.handle`` of a hub built without rules, in bursts of 20
   messages made columns together (``Ingestor.process_staged``), as the broker hands them over;
 - ``handle``: ``Ingestor.handle`` of a hub built as ``anju hub run`` builds it, with the rules
@@ -42,6 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import yaml
 
@@ -123,6 +127,25 @@ def _feed(hub: Hub, messages: Sequence[Message], received: int) -> None:
     evaluate()
 
 
+def _columnar(payload: bytes) -> bytes:
+    """A v1 batch re-laid as columns: device list once, an index per reading, value arrays."""
+    batch = orjson.loads(payload)
+    devices = list(dict.fromkeys(r["dev"] for r in batch["readings"]))
+    index = {dev: i for i, dev in enumerate(devices)}
+    names = list(dict.fromkeys(n for r in batch["readings"] for n in r["values"]))
+    return orjson.dumps(
+        {
+            "v": 2,
+            "session": batch["session"],
+            "seq": batch["seq"],
+            "devices": devices,
+            "dev": [index[r["dev"]] for r in batch["readings"]],
+            "ts": [r["ts"] for r in batch["readings"]],
+            "values": {n: [r["values"].get(n) for r in batch["readings"]] for n in names},
+        }
+    )
+
+
 def _chunks(devices: DeviceTable, messages: Sequence[Message], size: int) -> list[SinkBatch]:
     """The stream's readings as the forwarder hands them to a sink, ``size`` at a time."""
     batches: list[SinkBatch] = []
@@ -177,9 +200,22 @@ async def _run(
         for payload in payloads:
             decode_data_columns(payload)
 
+    # The same batches in a columnar layout (devices once, values as arrays): what a v2 wire
+    # batch would cost to decode. Not a format the hub speaks; measured to weigh one.
+    columnar = [_columnar(payload) for payload in payloads]
+
+    def columnar_only() -> None:
+        for payload in columnar:
+            obj = orjson.loads(payload)
+            np.array(obj["ts"], dtype=np.int64)
+            np.array(obj["dev"], dtype=np.int32)
+            for column in obj["values"].values():
+                np.array(column, dtype=np.float64)
+
     stages["json"] = _timed(json_only)
     stages["decode (pydantic)"] = _timed(decode_only)
     stages["decode (columns)"] = _timed(columns_only)
+    stages["decode (columnar layout)"] = _timed(columnar_only)
 
     bare, _ = _hub(workdir, site_file, rules=False)
     stages["handle, no rules"] = _timed(lambda: _feed(bare, messages, received))

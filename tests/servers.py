@@ -586,6 +586,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _ReceiverHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # The default listen backlog of 5 drops connections when an alert storm posts hundreds at
+    # once; a real webhook endpoint would not.
+    request_queue_size = 1024
     receiver: WebhookReceiver
 
 

@@ -36,6 +36,16 @@ def test_ingest_bench_counts_every_sample_and_measures_both_ceilings(tmp_path: P
     assert not list(tmp_path.iterdir()), "the working directory was not removed"
 
 
+def test_ingest_bench_publishes_one_reading_messages_with_mosquitto_pub(tmp_path: Path) -> None:
+    result = ingest.run(readings=600, batch=1, gateways=3, devices=6, workdir=tmp_path)
+
+    assert result["params"]["publisher"].startswith("mosquitto_pub")
+    assert result["params"]["messages"] == 600
+    assert result["hub"]["samples_stored"] == (600 + 3) * 3
+    assert result["hub"]["messages_per_s"] > 0
+    assert result["ceiling"]["mosquitto_sub"]["messages_per_s"] > 0
+
+
 def test_ingest_bench_counts_every_value_in_the_embedded_store(tmp_path: Path) -> None:
     result = ingest.run(
         readings=1000,

@@ -26,7 +26,9 @@ buffers::
      "groups": [{"table": "thresholds", "rules": ["<rule id>", ...],
                  "rule": <buffer>, "device": <buffer>, "columns": {"<name>": <buffer>, ...}}]}
 
-Each group is the states of one kind, one entry per (rule, device) in every
+``"silences": {"rules": [...], "columns": {...}}`` holds the absence states of devices in
+``devices`` the same way; the other silences (inactivity, by place) stay JSON rows.  Each group
+is the states of one kind, one entry per (rule, device) in every
 buffer: ``rule`` indexes the group's ``rules``, ``device`` indexes ``devices``.  Buffers are read
 with a fixed set of plain dtypes, never pickled objects, so version 2 cannot run code either.
 Version 1 documents are still read.

@@ -18,7 +18,7 @@ must bump :data:`SNAPSHOT_VERSION`; ``fields`` catches a forgotten bump.
 
 Version 2 (what :class:`rules.Engine` writes) keeps the states that live in arrays as arrays:
 the line ``ANJU-RULES-STATE`` and a newline, the header's length (8 bytes, little-endian), the
-header (the JSON document above with ``"version": 2`` and two more keys), then raw array
+header (the JSON document above with ``"version": 2`` and four more keys), then raw array
 buffers::
 
     {..., "devices": [["<device>", {"<label>": "<value>", ...}], ...],
@@ -26,8 +26,10 @@ buffers::
      "groups": [{"table": "thresholds", "rules": ["<rule id>", ...],
                  "rule": <buffer>, "device": <buffer>, "columns": {"<name>": <buffer>, ...}}]}
 
-Each group is the states of one kind, one entry per (rule, device) in every
-buffer: ``rule`` indexes the group's ``rules``, ``device`` indexes ``devices``.  Buffers are read
+Each group is the states of one kind, one entry per (rule, device) in every buffer: ``rule``
+indexes the group's ``rules``, ``device`` indexes ``devices``.  ``"silences": {"rules": [...],
+"columns": {...}}`` holds the absence states of devices in ``devices`` the same way; the other
+silences (inactivity, by place) stay JSON rows.  Buffers are read
 with a fixed set of plain dtypes, never pickled objects, so version 2 cannot run code either.
 Version 1 documents are still read.
 """

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import heapq
 import operator
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -49,6 +50,7 @@ from rules._snapshot import (
     rule_fingerprint,
 )
 from rules.kinds import KINDS, Batch, LastSeen, ReadingGroup, View, scope_masks
+from rules.kinds.absence import check_silences, dump_silences, load_silences
 from rules.models import AbsenceRule, InactivityRule, RuleBase, ThresholdRule
 from rules.ruleset import RuleSet
 
@@ -449,6 +451,12 @@ class Engine(SequentialEngine):
 
     def _snapshot(self) -> bytes:
         self._seen.sync_all()
+        watchers = {
+            r.id: i for i, r in enumerate(self._rules.watchers) if isinstance(r, AbsenceRule)
+        }
+        silences, silence_columns = dump_silences(
+            self._silences, watchers, self._slot_of, self._subjects
+        )
         aside = EngineState(
             thresholds=self._thresholds,
             events=self._events,
@@ -456,7 +464,7 @@ class Engine(SequentialEngine):
             flats=self._flats,
             anomalies=self._anomalies,
             counts=self._counts,
-            silences=self._silences,
+            silences=silences,
             correlations=self._correlations,
         )
         document = encode_document(self._rules, aside, self._fingerprint, SNAPSHOT_VERSION)
@@ -484,6 +492,15 @@ class Engine(SequentialEngine):
             groups.append(spec)
         document["devices"] = [[s.device, s.labels] for s in self._subjects]
         document["groups"] = groups
+        # Absence states of devices with a slot, as columns: most of a large community's state.
+        spec = {"rules": list(watchers), "columns": {}}
+        for name, column in silence_columns.items():
+            spec["columns"][name] = len(buffers)
+            buffers.append(column)
+        for rule in self._rules.watchers:
+            if rule.id in watchers:
+                document["rules"].setdefault(rule.id, self._fingerprint(rule))
+        document["silences"] = spec
         return encode_arrays(document, buffers)
 
     def restore(self, blob: bytes) -> RestoreReport:
@@ -507,14 +524,26 @@ class Engine(SequentialEngine):
         state, report = decode_document(self._rules, document, self._fingerprint)
         kept = kept_rules(self._rules, document.get("rules"), self._fingerprint)
         devices, stored = self._read_groups(document, buffers, kept)
+        silence_rules, silence_columns = self._read_silences(document, buffers, len(devices))
         self._adopt(state)
         # A device the engine has no slot for gets one, with the labels it had.
         self._add_slots(
             [Subject(d, labels) for d, labels in devices.items() if d not in self._slot_of]
         )
         devices_list = list(devices)
-        restored = dropped_states = 0
-        dropped: list[str] = []
+        silences, dropped_silences = load_silences(
+            silence_columns,
+            silence_rules,
+            {r.id for r in self._rules.watchers if r.id in kept},
+            [self._subjects[self._slot_of[device]] for device in devices_list],
+        )
+        self._silences.update(silences)
+        self._timers.extend(
+            (s.timer_ms, *key) for key, s in silences.items() if s.timer_ms is not None
+        )
+        heapq.heapify(self._timers)
+        restored, dropped_states = len(silences), len(dropped_silences)
+        dropped: list[str] = list(dropped_silences)
         at = np.array([self._slot_of[device] for device in devices_list], dtype=np.int64)
         for checked, local, rule, device, columns, rule_ids in stored:
             # The groups were built anew: the same rules, metric and kind, empty.
@@ -542,6 +571,23 @@ class Engine(SequentialEngine):
             dropped=report.dropped + dropped_states,
             dropped_rules=tuple(sorted(set(report.dropped_rules) | set(dropped))),
         )
+
+    def _read_silences(
+        self, document: Mapping[str, Any], buffers: Sequence[NDArray[Any]], devices: int
+    ) -> tuple[list[str], dict[str, NDArray[Any]]]:
+        """The absence states of a version 2 snapshot, checked before anything is changed."""
+        spec: Any = document.get("silences")
+        try:
+            rules = spec["rules"]
+            columns = {str(n): buffers[i] for n, i in dict(spec["columns"]).items()}
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise SnapshotError(f"snapshot 'silences' is damaged ({exc!r})") from None
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            raise SnapshotError("snapshot silences 'rules' is not a list of rule ids")
+        problem = check_silences(columns, len(rules), devices)
+        if problem is not None:
+            raise SnapshotError(f"snapshot silences: {problem}")
+        return rules, columns
 
     def _group(self, table: object) -> ReadingGroup | None:
         return next((group for group in self._groups if group.table == table), None)

@@ -11,11 +11,13 @@ the slot's summary is taken again (:meth:`LastSeen.summarise`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from rules._reference import _SilenceState
+from rules._reference import Subject, _SilenceState
 from rules.kinds._base import I64
 
 _NEVER = np.iinfo(np.int64).max
@@ -108,3 +110,111 @@ class LastSeen:
         self.min_for[slot] = min_for
         self.deadline[slot] = last + min_for
         self.watches[slot] = len(states)
+
+
+# The fields of a silence state written as columns (``subject`` is the slot's, ``timer_ms``
+# None is ``timed`` false).
+SILENCE_COLUMNS: dict[str, np.dtype[Any]] = {
+    "rule": np.dtype(np.int64),
+    "device": np.dtype(np.int64),
+    "for_ms": np.dtype(np.int64),
+    "last_ts_ms": np.dtype(np.int64),
+    "firing": np.dtype(np.bool_),
+    "fired_ms": np.dtype(np.int64),
+    "timer_ms": np.dtype(np.int64),
+    "timed": np.dtype(np.bool_),
+}
+
+
+def dump_silences(
+    silences: Mapping[tuple[str, str], _SilenceState],
+    watchers: Mapping[str, int],
+    slot_of: Mapping[str, int],
+    subjects: Sequence[Subject],
+) -> tuple[dict[tuple[str, str], _SilenceState], dict[str, NDArray[Any]]]:
+    """Split silence states into columns (a device's own, with its slot's subject) and the rest.
+
+    Args:
+        silences: (rule id, subject key) -> state.
+        watchers: absence rule id -> its index in the columns' ``rule``.
+        slot_of: device -> slot (the columns' ``device``).
+        subjects: slot -> subject.
+    """
+    rest: dict[tuple[str, str], _SilenceState] = {}
+    rows: list[tuple[int, int, int, int, bool, int, int, bool]] = []
+    for key, state in silences.items():
+        rule = watchers.get(key[0])
+        slot = slot_of.get(key[1])
+        subject = None if slot is None else subjects[slot]
+        if (
+            rule is None
+            or subject is None
+            or not (state.subject is subject or state.subject == subject)
+        ):
+            rest[key] = state
+            continue
+        timer = state.timer_ms
+        rows.append(
+            (
+                rule,
+                slot_of[key[1]],
+                state.for_ms,
+                state.last_ts_ms,
+                state.firing,
+                state.fired_ms,
+                -1 if timer is None else timer,
+                timer is not None,
+            )
+        )
+    columns = {
+        name: np.array([row[i] for row in rows], dtype=dtype)
+        for i, (name, dtype) in enumerate(SILENCE_COLUMNS.items())
+    }
+    return rest, columns
+
+
+def check_silences(columns: Mapping[str, NDArray[Any]], rules: int, devices: int) -> str | None:
+    """Why silence columns from a snapshot cannot be taken, or None."""
+    if set(columns) != set(SILENCE_COLUMNS):
+        return f"has columns {sorted(columns)}, expected {sorted(SILENCE_COLUMNS)}"
+    n = columns["rule"].size
+    for name, dtype in SILENCE_COLUMNS.items():
+        if columns[name].dtype != dtype or columns[name].shape != (n,):
+            return f"column {name!r} is not {n} of {dtype}"
+    if n and not (columns["rule"].min() >= 0 and columns["rule"].max() < rules):
+        return "a state names a rule the silences do not list"
+    if n and not (columns["device"].min() >= 0 and columns["device"].max() < devices):
+        return "a state names a device the snapshot does not list"
+    return None
+
+
+def load_silences(
+    columns: Mapping[str, NDArray[Any]],
+    rules: Sequence[str],
+    kept: Container[str],
+    subjects: Sequence[Subject],
+) -> tuple[dict[tuple[str, str], _SilenceState], list[str]]:
+    """The silence states of checked columns whose rule is ``kept``.
+
+    Args:
+        columns: as :func:`dump_silences` wrote them.
+        rules: the columns' ``rule`` -> rule id.
+        kept: the rules whose states can be restored.
+        subjects: the columns' ``device`` -> subject.
+
+    Returns:
+        The states, and the ids of the rules whose states were dropped.
+    """
+    out: dict[tuple[str, str], _SilenceState] = {}
+    dropped: list[str] = []
+    lists = [columns[name].tolist() for name in SILENCE_COLUMNS]
+    for rule, device, for_ms, last, firing, fired, timer, timed in zip(*lists, strict=True):
+        rule_id = rules[rule]
+        if rule_id not in kept:
+            dropped.append(rule_id)
+            continue
+        subject = subjects[device]
+        out[rule_id, subject.device] = _SilenceState(
+            subject, for_ms, last, firing, fired, timer if timed else None
+        )
+    return out, dropped

@@ -42,7 +42,6 @@ class AnomalyGroup(ReadingGroup):
         self.min_std = self.rule_array(lambda r: r.min_std)
         self.rise = np.array([r.direction != "fall" for r in self.rules], dtype=np.bool_)
         self.fall = np.array([r.direction != "rise" for r in self.rules], dtype=np.bool_)
-        self.scheduled = np.array([r.schedule is not None for r in self.rules], dtype=np.bool_)
 
     def evaluate(  # noqa: PLR0915 - one vectorised state machine, read top to bottom
         self, batch: Batch, view: View

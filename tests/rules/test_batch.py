@@ -420,3 +420,31 @@ def test_a_reading_with_new_labels_moves_its_device_as_a_registry_reload_would()
     assert ("hot-in-3", "a", AlertState.RESOLVED) in states(got)
     assert engine.active() == reference.active()
     assert engine.subjects == (here,)
+
+
+def test_absence_states_travel_as_columns_and_damaged_ones_are_refused() -> None:
+    text = """\
+rules:
+  - id: silent
+    kind: absence
+    severity: minor
+    message: "{device} silent at {place}"
+    for: 10m
+"""
+    rules = parse_rules(text, "test.yaml")
+    engine = Engine(rules)
+    engine.on_reading(device("a"), T0, {"temperature": 20.0})
+    blob = engine.snapshot()
+    document, buffers = decode_arrays(blob)
+    assert document["states"]["silences"] == []
+    fresh = Engine(rules)
+    assert fresh.restore(blob).states == 1
+    assert states(fresh.tick(T0 + 10 * MIN)) == [("silent", "a", AlertState.FIRING)]
+
+    document.pop("buffers")
+    copies = [b.copy() for b in buffers]
+    copies[document["silences"]["columns"]["device"]][0] = 3
+    other = Engine(rules)
+    with pytest.raises(SnapshotError, match="names a device the snapshot does not list"):
+        other.restore(encode_arrays(document, copies))
+    assert other.tick(T0 + 10 * MIN) == []

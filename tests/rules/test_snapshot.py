@@ -445,8 +445,11 @@ def test_a_snapshot_is_a_json_header_and_arrays_with_no_counters(
     assert (document["format"], document["version"]) == ("anju.rules.engine-state", 2)
     assert document["subjects"] == [["dev-1", dict(subject.labels)]]
     assert set(document["rules"]) == {"high-temperature", "door-forced", "device-silent"}
-    # The pending threshold is in the arrays, the event alert and the silence in the JSON.
-    assert [len(rows) for rows in document["states"].values()] == [0, 1, 0, 0, 0, 0, 1, 0]
+    # The pending threshold and the device's silence are in arrays, the event alert in the JSON.
+    assert [len(rows) for rows in document["states"].values()] == [0, 1, 0, 0, 0, 0, 0, 0]
+    silences = document["silences"]
+    assert silences["rules"] == ["device-silent"]
+    assert buffers[silences["columns"]["last_ts_ms"]].tolist() == [T0]
     [group] = document["groups"]
     assert (group["table"], group["rules"]) == ("thresholds", ["high-temperature"])
     assert document["devices"] == [["dev-1", dict(subject.labels)]]

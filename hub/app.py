@@ -210,7 +210,9 @@ class Hub:
             rule_kinds={rule.id: rule.kind for rule in ruleset},
         )
         self.devices = DeviceTable(self.registry)
-        self.rules = RulesBridge(self._restored_engine(ruleset), self.alerts, self.devices)
+        # Devices are numbered before the state comes back, so it attaches to their slots.
+        self.rules = RulesBridge(Engine(ruleset), self.alerts, self.devices)
+        self._restore_engine(self.rules.engine)
         self._adopt_open_alerts()
         self.forwarder = Forwarder(self.store, self.sink, self.devices)
         ingest = config.ingest
@@ -244,17 +246,19 @@ class Hub:
         self._api_server: ApiServer | None = None
         self._api_task: asyncio.Task[None] | None = None
 
-    def _restored_engine(self, ruleset: RuleSet) -> Engine:
+    def _restore_engine(self, engine: Engine) -> None:
         # `for` timers, windows and deadlines as they were at the last snapshot.
-        engine = Engine(ruleset)
         blob = self.alert_store.load_engine_sync()
         if blob is None:
-            return engine
+            return
         try:
             report = engine.restore(blob)
         except RulesError as exc:
             logger.warning("rule state not restored, starting fresh: %s", exc)
-            return engine
+            # Whatever a broken snapshot left half restored goes with it.
+            self.rules.engine = Engine(engine.rules)
+            self.rules.forget_subjects()
+            return
         logger.info(
             "rule state restored: %d states%s",
             report.states,
@@ -262,7 +266,6 @@ class Hub:
             if report.dropped
             else "",
         )
-        return engine
 
     def _adopt_open_alerts(self) -> None:
         # Alerts opened after the last snapshot (a crash) are still open in the alert store;

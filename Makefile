@@ -52,10 +52,13 @@ demo: venv
 
 bench: venv servers
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ingest --store sqlite
+	$(BIN)/python -m bench.ingest --batch 1 --readings 60000
 	$(BIN)/python -m bench.alert_latency
 	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.rules_eval
 	$(BIN)/python -m bench.alert_latency --rules-load 500 --devices 10000
+	$(BIN)/python -m bench.alert_latency --rules-load 500 --devices 10000 --rate 50000 --burst 100000
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache ./*.egg-info

@@ -56,6 +56,7 @@ bench: venv servers
 	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.rules_eval
 	$(BIN)/python -m bench.alert_latency --rules-load 500 --devices 10000
+	$(BIN)/python -m bench.edge_footprint
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache ./*.egg-info

@@ -29,8 +29,11 @@ from wire.payloads import (
     Health,
     HubState,
     Reading,
+    ReadingChecker,
+    ReadingTuple,
     Reply,
     config_version,
+    encode_data_batch,
     seq_ranges,
 )
 from wire.topics import (
@@ -78,6 +81,8 @@ __all__ = [
     "HubState",
     "Measurement",
     "Reading",
+    "ReadingChecker",
+    "ReadingTuple",
     "Reply",
     "TopicAddress",
     "TopicError",
@@ -86,6 +91,7 @@ __all__ = [
     "decode",
     "decode_as",
     "encode",
+    "encode_data_batch",
     "is_life_safety",
     "is_valid_id",
     "parse_topic",

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
 from device_drivers.base import Driver, DriverConfig, DriverOutput
-from device_drivers.clock import Clock
+from device_drivers.clock import Clock, ScaledClock, SystemClock
 from device_drivers.errors import DriverConfigError
 from device_drivers.simulated.config import SimulatedConfig, check_incidents
 from device_drivers.simulated.devices import (
@@ -45,6 +45,8 @@ class SimulatedDriver(Driver[SimulatedConfig]):
     def __init__(self, config: SimulatedConfig, *, clock: Clock) -> None:
         super().__init__(config, clock=clock)
         self._closed = asyncio.Event()
+        # What a wait on a real-time clock awaits; aclose() resolves it.
+        self._waiter: asyncio.Future[None] | None = None
         # (due ms, position in the config, model): the position breaks ties deterministically.
         self._heap: list[tuple[int, int, DeviceModel]] = []
 
@@ -132,6 +134,9 @@ class SimulatedDriver(Driver[SimulatedConfig]):
     async def aclose(self) -> None:
         """Stop the simulation; a pending :meth:`outputs` iteration ends promptly.  Idempotent."""
         self._closed.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def outputs(self) -> AsyncGenerator[DriverOutput, None]:
         """Yield samples and events in time order, waiting on the clock, until closed.
@@ -164,6 +169,9 @@ class SimulatedDriver(Driver[SimulatedConfig]):
 
     async def _wait_until(self, due_ms: int, closed: asyncio.Future[Any]) -> bool:
         """Wait until the clock reaches ``due_ms``; ``False`` if the driver closed first."""
+        clock = self.clock
+        if isinstance(clock, SystemClock | ScaledClock):
+            return await self._wait_real_time(clock.delay_s(due_ms))
         sleeper = asyncio.ensure_future(self.clock.sleep_until(due_ms))
         try:
             done, _ = await asyncio.wait({sleeper, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -173,3 +181,26 @@ class SimulatedDriver(Driver[SimulatedConfig]):
             sleeper.result()
             return True
         return False
+
+    async def _wait_real_time(self, delay_s: float) -> bool:
+        """Wait ``delay_s`` real seconds; ``False`` if the driver closed first.
+
+        One timer and one future: with a device due every few milliseconds, a task and an
+        ``asyncio.wait`` per wait would cost the gateway more CPU than its readings.
+        """
+        if delay_s > 0 and not self._closed.is_set():
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiter = waiter
+            timer = loop.call_later(delay_s, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return not self._closed.is_set()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

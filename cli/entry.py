@@ -13,14 +13,14 @@ def main() -> None:
     if is_daemon_command(argv):
         STOP.install()
     # Imported after the signals are taken.  The gateway's daemon loads its own command only:
-    # the whole `anju` app would bring the hub's and the installers' modules into its memory.
-    if argv[:1] == ["edge"]:
-        from cli.edge import edge_app  # noqa: PLC0415
+    # the whole `anju` app would bring typer, rich and the hub's and installers' modules into
+    # its memory.  Its help stays with the rest of the command line.
+    if argv[:2] == ["edge", "run"] and not {"-h", "--help"} & set(argv):
+        from cli.edge import main as edge_main  # noqa: PLC0415
 
         if STOP.requested:
             raise SystemExit(0)
-        edge_app(args=argv[1:], prog_name="anju edge")
-        return
+        raise SystemExit(edge_main(argv[1:]))
     from cli.main import app  # noqa: PLC0415
 
     if STOP.requested:

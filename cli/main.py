@@ -15,7 +15,7 @@ from rich.live import Live
 from cli.alerts import alerts_app, status_command
 from cli.dashboards import dashboards_app
 from cli.device import device_app
-from cli.edge import edge_app, setup_logging
+from cli.edge import run_agent, setup_logging
 from cli.gateway import broker_app, gateway_app
 from cli.push import push_command
 from cli.rules import rules_app
@@ -29,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 hub_app = typer.Typer(help="The hub daemon.", no_args_is_help=True)
+edge_app = typer.Typer(help="The gateway's edge agent.", no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
 app.add_typer(edge_app, name="edge")
 app.add_typer(dashboards_app, name="dashboards")
@@ -83,6 +84,18 @@ def hub_run(
             STOP.detach()
 
     asyncio.run(main())
+
+
+@edge_app.command("run")
+def edge_run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway config file (YAML)")],
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run the edge agent until SIGINT or SIGTERM."""
+    # The console script runs this through cli.edge.main, without loading this module.
+    code = run_agent(config, log_level)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

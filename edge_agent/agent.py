@@ -399,13 +399,13 @@ class EdgeAgent:
     async def _commit_loop(self) -> None:
         last_expiry = time.monotonic()
         while True:
-            # Asleep until the queue has work; then the group gathers for one interval and is
+            # Asleep until the queue has work; then at most one group per commit interval,
             # written off the event loop (life-safety events commit at once, in append).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_EXPIRY_CHECK_S):
                     await self._commit_due.wait()
             if self._commit_due.is_set():
-                await asyncio.sleep(self.config.queue.commit_interval_s)
+                await asyncio.sleep(self._queue.commit_wait_s())
                 self._commit_due.clear()
                 if await self._queue.commit_async():
                     self._wakeup.set()

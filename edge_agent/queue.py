@@ -83,8 +83,8 @@ class QueueStats:
 
 _Row = tuple[int, str, int, int, int, bytes]  # seq, channel, priority, created_ms, size, payload
 # Page caches of the two connections: the queue reads back little, and a Pi has little memory.
-_WRITER_CACHE_KIB = 512
-_READER_CACHE_KIB = 256
+_WRITER_CACHE_KIB = 256
+_READER_CACHE_KIB = 128
 
 
 @dataclasses.dataclass(slots=True)
@@ -224,6 +224,10 @@ class DurableQueue:
     def has_pending(self) -> bool:
         """Whether anything waits for the next group commit."""
         return bool(self._pending_rows or self._pending_deletes or self._pending_counters)
+
+    def commit_wait_s(self) -> float:
+        """How long the next group commit should wait: groups are at least an interval apart."""
+        return max(0.0, self._last_commit + self._commit_interval - time.monotonic())
 
     def maybe_commit(self) -> bool:
         """Commit if the group commit interval has passed; return whether anything was."""

@@ -87,6 +87,20 @@ class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised inside the task group to end :meth:`EdgeAgent.run`."""
 
 
+def _forget_lost_cancellation(stopping: asyncio.Event) -> None:
+    """After a lost connection, drop a cancellation request that was counted, never delivered.
+
+    A broker that goes away mid-publish leaves one behind on Python 3.11 (the connection's task
+    group and aiomqtt's ``wait_for`` race); :func:`_raise_lost_cancellation` would then end the
+    reconnect loop for good at the next connect.  Only a stop may end it; a cancellation that
+    is really delivered still propagates as ``CancelledError``.
+    """
+    task = asyncio.current_task()
+    if task is not None and not stopping.is_set():
+        while task.cancelling():
+            task.uncancel()
+
+
 def _raise_lost_cancellation() -> None:
     """Raise the cancellation that Python 3.11's ``asyncio.wait_for`` may have dropped.
 
@@ -472,6 +486,7 @@ class EdgeAgent:
             except* aiomqtt.MqttError as group:
                 self.counters["disconnects"] += 1
                 logger.warning("broker connection lost: %s", group.exceptions[0])
+                _forget_lost_cancellation(self._stopping)
             self._connected.clear()
             self._client_now = None
             attempt += 1

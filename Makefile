@@ -59,6 +59,7 @@ bench: venv servers
 	$(BIN)/python -m bench.rules_eval
 	$(BIN)/python -m bench.alert_latency --rules-load 500 --devices 10000
 	$(BIN)/python -m bench.alert_latency --rules-load 500 --devices 10000 --rate 50000 --burst 100000
+	$(BIN)/python -m bench.edge_footprint
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache ./*.egg-info

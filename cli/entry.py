@@ -9,9 +9,19 @@ from cli.stopping import STOP, is_daemon_command
 
 def main() -> None:
     """Run ``anju``; a daemon command treats SIGTERM and SIGINT as a clean stop from here on."""
-    if is_daemon_command(sys.argv[1:]):
+    argv = sys.argv[1:]
+    if is_daemon_command(argv):
         STOP.install()
-    from cli.main import app  # noqa: PLC0415 - imported after the signals are taken
+    # Imported after the signals are taken.  The gateway's daemon loads its own command only:
+    # the whole `anju` app would bring typer, rich and the hub's and installers' modules into
+    # its memory.  Its help stays with the rest of the command line.
+    if argv[:2] == ["edge", "run"] and not {"-h", "--help"} & set(argv):
+        from cli.edge import main as edge_main  # noqa: PLC0415
+
+        if STOP.requested:
+            raise SystemExit(0)
+        raise SystemExit(edge_main(argv[1:]))
+    from cli.main import app  # noqa: PLC0415
 
     if STOP.requested:
         # Stopped while the command was still loading: nothing has begun, nothing to undo.

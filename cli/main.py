@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,7 @@ from rich.live import Live
 from cli.alerts import alerts_app, status_command
 from cli.dashboards import dashboards_app
 from cli.device import device_app
+from cli.edge import run_agent, setup_logging
 from cli.gateway import broker_app, gateway_app
 from cli.push import push_command
 from cli.rules import rules_app
@@ -52,16 +52,6 @@ err_console = Console(stderr=True)
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")]
 
 
-def _setup_logging(level: str, file: Path | None = None) -> None:
-    handler: logging.Handler = (
-        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 @hub_app.command("run")
 def hub_run(
     config: Annotated[Path, typer.Option("--config", "-c", help="hub config file (YAML)")],
@@ -72,7 +62,7 @@ def hub_run(
     from hub.app import Hub  # noqa: PLC0415
     from rules import RulesError  # noqa: PLC0415
 
-    _setup_logging(log_level)
+    setup_logging(log_level)
     try:
         hub_config = load_hub_config(config)
     except HubError as exc:
@@ -102,30 +92,10 @@ def edge_run(
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the edge agent until SIGINT or SIGTERM."""
-    from edge_agent import EdgeAgent, EdgeError, load_gateway_config  # noqa: PLC0415
-
-    _setup_logging(log_level)
-    try:
-        gateway_config = load_gateway_config(config)
-    except EdgeError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    if STOP.requested:
-        return
-
-    async def main() -> None:
-        try:
-            agent = EdgeAgent(gateway_config, config_path=config)
-        except ValueError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
-        STOP.attach(asyncio.get_running_loop(), agent.stop)
-        try:
-            await agent.run()
-        finally:
-            STOP.detach()
-
-    asyncio.run(main())
+    # The console script runs this through cli.edge.main, without loading this module.
+    code = run_agent(config, log_level)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -159,7 +129,7 @@ def demo(
         speed=speed,
         webhook_url=webhook,
     )
-    _setup_logging("INFO", the_demo.run_dir / "demo.log")
+    setup_logging("INFO", the_demo.run_dir / "demo.log")
     console = Console()
     title = f"anju demo: Sunrise Garden, a night (time compressed x{speed:g})"
 

@@ -26,9 +26,13 @@ class SystemClock:
         """Current wall-clock time in epoch milliseconds."""
         return time.time_ns() // 1_000_000
 
+    def delay_s(self, ts_ms: int) -> float:
+        """Real seconds until the clock reaches ``ts_ms`` (negative when it has)."""
+        return (ts_ms - self.now_ms()) / 1000
+
     async def sleep_until(self, ts_ms: int) -> None:
         """Sleep until the wall clock reaches ``ts_ms``."""
-        delay = (ts_ms - self.now_ms()) / 1000
+        delay = self.delay_s(ts_ms)
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -57,9 +61,13 @@ class ScaledClock:
         """Current virtual time in epoch milliseconds."""
         return self._start_ms + int((time.monotonic() - self._origin) * 1000 * self._speed)
 
+    def delay_s(self, ts_ms: int) -> float:
+        """Real seconds until virtual time reaches ``ts_ms`` (negative when it has)."""
+        return (ts_ms - self.now_ms()) / 1000 / self._speed
+
     async def sleep_until(self, ts_ms: int) -> None:
         """Sleep in real time until virtual time reaches ``ts_ms``."""
-        delay = (ts_ms - self.now_ms()) / 1000 / self._speed
+        delay = self.delay_s(ts_ms)
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -46,18 +46,19 @@ from wire import (
     Command,
     ConfigApplied,
     ConfigPush,
-    DataBatch,
     DecodeError,
     Event,
     GatewayState,
     GatewayTopics,
     Health,
-    Reading,
+    ReadingChecker,
+    ReadingTuple,
     Reply,
     TopicError,
     config_version,
     decode_as,
     encode,
+    encode_data_batch,
     is_life_safety,
     parse_topic,
     validate_event_data,
@@ -71,6 +72,7 @@ _FAILED_STARTS_TO_FAULT = 2
 _DRIVER_STOP_TIMEOUT_S = 10.0
 _REPLY_WAIT_S = 10.0
 _MAX_TEXT = 256
+_EXPIRY_CHECK_S = 60.0
 
 
 def agent_version() -> str:
@@ -83,6 +85,19 @@ def agent_version() -> str:
 
 class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised inside the task group to end :meth:`EdgeAgent.run`."""
+
+
+def _forget_lost_cancellation(stopping: asyncio.Event) -> None:
+    """After a lost connection, drop a cancellation request that was counted, never delivered.
+
+    A broker that goes away mid-publish leaves one behind on Python 3.11 (the connection's task
+    group and aiomqtt's ``wait_for`` race). Only a stop may end the reconnect loop; a
+    cancellation that is really delivered still propagates as ``CancelledError``.
+    """
+    task = asyncio.current_task()
+    if task is not None and not stopping.is_set():
+        while task.cancelling():
+            task.uncancel()
 
 
 @dataclasses.dataclass(slots=True)
@@ -142,8 +157,12 @@ class EdgeAgent:
         self._last_ack_at = time.monotonic()
         self._client_now: aiomqtt.Client | None = None
         self._pseudonymiser = _pseudonymiser(config)
-        self._buffer: list[Reading] = []
+        self._buffer: list[ReadingTuple] = []
         self._buffer_since: float | None = None
+        self._checker = ReadingChecker()
+        self._buffered = asyncio.Event()  # the batch has its first reading
+        self._commit_due = asyncio.Event()  # the queue has work for its next group commit
+        self._queue.on_pending = self._commit_due.set
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
@@ -301,15 +320,17 @@ class EdgeAgent:
             self._accept_event(output)
 
     def _accept_sample(self, sample: Sample) -> None:
+        # Checked as the hub's strict v1 validation will, into a plain tuple: no model each.
         try:
-            reading = Reading(dev=sample.device, ts=sample.ts_ms, values=dict(sample.values))
-        except ValidationError as exc:
+            reading = self._checker.check(sample.device, sample.ts_ms, sample.values)
+        except DecodeError as exc:
             self.counters["rejected_samples"] += 1
-            logger.debug("rejected sample of %s: %s", sample.device, exc.errors()[0]["msg"])
+            logger.debug("rejected sample of %s: %s", sample.device, exc)
             return
         self.counters["samples"] += 1
         if not self._buffer:
             self._buffer_since = time.monotonic()
+            self._buffered.set()
         self._buffer.append(reading)
         if len(self._buffer) >= self.config.batch.max_readings:
             self._flush_batch()
@@ -358,9 +379,10 @@ class EdgeAgent:
             return
         readings, self._buffer = self._buffer, []
         self._buffer_since = None
+        session = self.session
 
         def build(seq: int) -> bytes:
-            return encode(DataBatch(session=self.session, seq=seq, readings=readings))
+            return encode_data_batch(session, seq, readings)
 
         self._queue.append(Channel.DATA, Priority.TELEMETRY, build, self._clock.now_ms())
         self.counters["batches"] += 1
@@ -368,33 +390,43 @@ class EdgeAgent:
 
     async def _door_loop(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
+            # Without doors there is nothing to time: look again only as often as a push may
+            # bring the first one.
+            await asyncio.sleep(0.5 if self._doors else 5.0)
             if self._doors:
                 for event in self._doors.tick(self._clock.now_ms()):
                     self._queue_event(event)
 
     async def _commit_loop(self) -> None:
-        interval = self.config.queue.commit_interval_s
         last_expiry = time.monotonic()
         while True:
-            await asyncio.sleep(interval / 2)
-            if self._queue.maybe_commit():
-                self._wakeup.set()
-            if time.monotonic() - last_expiry > 60:  # noqa: PLR2004
+            # Asleep until the queue has work; then at most one group per commit interval,
+            # written off the event loop (life-safety events commit at once, in append).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_EXPIRY_CHECK_S):
+                    await self._commit_due.wait()
+            if self._commit_due.is_set():
+                await asyncio.sleep(self._queue.commit_wait_s())
+                self._commit_due.clear()
+                if await self._queue.commit_async():
+                    self._wakeup.set()
+            if time.monotonic() - last_expiry > _EXPIRY_CHECK_S:
                 last_expiry = time.monotonic()
                 self._queue.expire()
 
     async def _batch_loop(self) -> None:
         while True:
-            max_delay = self.config.batch.max_delay_s  # a config push may change it
+            await self._buffered.wait()
             since = self._buffer_since
-            if since is None:
-                await asyncio.sleep(max_delay / 4)
+            if since is None:  # flushed meanwhile (full, or a stop)
+                self._buffered.clear()
                 continue
+            max_delay = self.config.batch.max_delay_s  # a config push may change it
             remaining = since + max_delay - time.monotonic()
             if remaining > 0:
                 await asyncio.sleep(remaining)
                 continue
+            self._buffered.clear()
             self._flush_batch()
 
     # -- broker ----------------------------------------------------------------------------
@@ -446,6 +478,7 @@ class EdgeAgent:
             except* aiomqtt.MqttError as group:
                 self.counters["disconnects"] += 1
                 logger.warning("broker connection lost: %s", group.exceptions[0])
+                _forget_lost_cancellation(self._stopping)
             self._connected.clear()
             self._client_now = None
             attempt += 1
@@ -502,7 +535,7 @@ class EdgeAgent:
                 continue
             # Nothing to send now: wait for new data, for a replay token, or to resend.
             self._wakeup.clear()
-            pending_backlog = self._queue.backlog_size(self._backlog_until) > 0
+            pending_backlog = self._queue.has_backlog(self._backlog_until)
             wait = 1 / rate if pending_backlog else min(1.0, self.config.resend_after_s / 2)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):

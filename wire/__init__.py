@@ -30,8 +30,11 @@ from wire.payloads import (
     Health,
     HubState,
     Reading,
+    ReadingChecker,
+    ReadingTuple,
     Reply,
     config_version,
+    encode_data_batch,
     seq_ranges,
 )
 from wire.topics import (
@@ -80,6 +83,8 @@ __all__ = [
     "HubState",
     "Measurement",
     "Reading",
+    "ReadingChecker",
+    "ReadingTuple",
     "Reply",
     "TopicAddress",
     "TopicError",
@@ -89,6 +94,7 @@ __all__ = [
     "decode_as",
     "decode_data_columns",
     "encode",
+    "encode_data_batch",
     "is_life_safety",
     "is_valid_id",
     "parse_topic",

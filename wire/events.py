@@ -27,7 +27,9 @@ _SHORT = 64
 class EventData(BaseModel):
     """Base of every event's ``data`` model."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, allow_inf_nan=False, defer_build=True
+    )
 
 
 class DoorAccess(EventData):

@@ -191,7 +191,7 @@ class DeviceModel:
         # Incidents draw from their own stream so that adding one does not reshuffle the
         # device's ordinary life.
         self.rng = device_rng(ctx.seed, spec.id)
-        self.incident_rng = device_rng(ctx.seed, spec.id, "incidents")
+        self._incident_rng: random.Random | None = None
         self.start_ms = start_ms
         self.interval_ms = _ms(spec.interval_s) if spec.interval_s else ctx.interval_ms
         self._agenda: list[tuple[int, int, int, Action]] = []
@@ -211,6 +211,13 @@ class DeviceModel:
         self._rate_per_ms = rate / _MS_PER_HOUR
         if self.activity_profile is not None and self._rate_per_ms > 0:
             self._schedule_activity(start_ms)
+
+    @property
+    def incident_rng(self) -> random.Random:
+        """The generator of incidents, made on first use (most devices never have one)."""
+        if self._incident_rng is None:
+            self._incident_rng = device_rng(self.ctx.seed, self.id, "incidents")
+        return self._incident_rng
 
     # -- agenda ---------------------------------------------------------------------------------
 
@@ -238,6 +245,10 @@ class DeviceModel:
             # Dead for good: nothing it would do from now on can be seen.
             self._agenda.clear()
         return None
+
+    def next_is_routine(self) -> bool:
+        """Whether the next action is routine (a telemetry tick, random activity)."""
+        return bool(self._agenda) and self._agenda[0][1] == 1
 
     def run_due(self, now_ms: int) -> list[DriverOutput]:
         """Run every action due at ``now_ms`` and return what the device emits at that instant."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
 from device_drivers.base import Driver, DriverConfig, DriverOutput
-from device_drivers.clock import Clock
+from device_drivers.clock import Clock, ScaledClock, SystemClock
 from device_drivers.errors import DriverConfigError
 from device_drivers.simulated.config import SimulatedConfig, check_incidents
 from device_drivers.simulated.devices import (
@@ -29,6 +29,10 @@ from device_drivers.simulated.scenario import (
 __all__ = ["SimulatedDriver"]
 
 _LOG = logging.getLogger(__name__)
+# On a real-time clock, routine work (telemetry ticks, random activity) waits for the next
+# multiple of this many milliseconds, so 200 sensors at 1 Hz wake the event loop 20 times a
+# second instead of 200.  Outputs keep their exact timestamps; incidents (alarms) are never held.
+ROUTINE_QUANTUM_MS = 50
 
 
 class SimulatedDriver(Driver[SimulatedConfig]):
@@ -45,8 +49,13 @@ class SimulatedDriver(Driver[SimulatedConfig]):
     def __init__(self, config: SimulatedConfig, *, clock: Clock) -> None:
         super().__init__(config, clock=clock)
         self._closed = asyncio.Event()
+        # What a wait on a real-time clock awaits; aclose() resolves it.
+        self._waiter: asyncio.Future[None] | None = None
         # (due ms, position in the config, model): the position breaks ties deterministically.
         self._heap: list[tuple[int, int, DeviceModel]] = []
+        # Due times of incident actions, which no quantum may delay (entries already run stay
+        # until the heap's head passes them).
+        self._urgent: list[int] = []
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -94,7 +103,10 @@ class SimulatedDriver(Driver[SimulatedConfig]):
             due = model.next_due()
             if due is not None:
                 self._heap.append((due, order, model))
+                if not model.next_is_routine():
+                    self._urgent.append(due)
         heapq.heapify(self._heap)
+        heapq.heapify(self._urgent)
         self._opened = True
 
     def _schedule_incidents(
@@ -132,6 +144,9 @@ class SimulatedDriver(Driver[SimulatedConfig]):
     async def aclose(self) -> None:
         """Stop the simulation; a pending :meth:`outputs` iteration ends promptly.  Idempotent."""
         self._closed.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def outputs(self) -> AsyncGenerator[DriverOutput, None]:
         """Yield samples and events in time order, waiting on the clock, until closed.
@@ -148,13 +163,17 @@ class SimulatedDriver(Driver[SimulatedConfig]):
                         await closed
                         return
                     due, order, model = self._heap[0]
-                    if due > self.clock.now_ms() and not await self._wait_until(due, closed):
+                    if due > self.clock.now_ms() and not await self._wait_until(
+                        self._wake_at(due, model), closed
+                    ):
                         return
                     heapq.heappop(self._heap)
                     batch = model.run_due(due)
                     upcoming = model.next_due()
                     if upcoming is not None:
                         heapq.heappush(self._heap, (upcoming, order, model))
+                        if not model.next_is_routine():
+                            heapq.heappush(self._urgent, upcoming)
                     for output in batch:
                         yield output
                         if self._closed.is_set():
@@ -162,8 +181,21 @@ class SimulatedDriver(Driver[SimulatedConfig]):
             finally:
                 closed.cancel()
 
+    def _wake_at(self, due: int, model: DeviceModel) -> int:
+        """When to wake for the heap's head, due at ``due``: then, or a little later."""
+        if not isinstance(self.clock, SystemClock | ScaledClock) or not model.next_is_routine():
+            return due
+        wake = -(-due // ROUTINE_QUANTUM_MS) * ROUTINE_QUANTUM_MS
+        urgent = self._urgent
+        while urgent and urgent[0] < due:  # before the head: already run
+            heapq.heappop(urgent)
+        return min(wake, urgent[0]) if urgent else wake
+
     async def _wait_until(self, due_ms: int, closed: asyncio.Future[Any]) -> bool:
         """Wait until the clock reaches ``due_ms``; ``False`` if the driver closed first."""
+        clock = self.clock
+        if isinstance(clock, SystemClock | ScaledClock):
+            return await self._wait_real_time(clock.delay_s(due_ms))
         sleeper = asyncio.ensure_future(self.clock.sleep_until(due_ms))
         try:
             done, _ = await asyncio.wait({sleeper, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -173,3 +205,26 @@ class SimulatedDriver(Driver[SimulatedConfig]):
             sleeper.result()
             return True
         return False
+
+    async def _wait_real_time(self, delay_s: float) -> bool:
+        """Wait ``delay_s`` real seconds; ``False`` if the driver closed first.
+
+        One timer and one future: with a device due every few milliseconds, a task and an
+        ``asyncio.wait`` per wait would cost the gateway more CPU than its readings.
+        """
+        if delay_s > 0 and not self._closed.is_set():
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiter = waiter
+            timer = loop.call_later(delay_s, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return not self._closed.is_set()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import alert_latency, ingest, profile_ingest, replay
+from bench import alert_latency, edge_footprint, ingest, profile_ingest, replay
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +119,22 @@ def test_replay_bench_drains_a_small_backlog_and_counts_every_sample() -> None:
         assert drained["drain_s"] > 0
         assert drained["alarms"]["count"] == 2
     assert result["ratio_to_ceiling"] > 0
+
+
+def test_edge_footprint_bench_measures_a_real_agent_that_was_acknowledged(tmp_path: Path) -> None:
+    result = edge_footprint.run(
+        sensors=10, seconds=5, warmup=2, thingsboard=False, workdir=tmp_path
+    )
+
+    ours = result["anju_edge"]
+    assert ours["acked_in_window"] > 0
+    assert ours["readings_in_window"] > 0
+    assert ours["vm_hwm_mb"] > 0
+    assert ours["vm_rss_mb"] > 0
+    assert ours["cpu_percent_of_core"] >= 0
+    assert len(ours["load_average"]) == 3
+    assert ours["agent_exit_code"] == 0
+    assert result["thingsboard_gateway"] == {"available": False, "reason": "not requested"}
+    assert result["machine"]["cpus"] >= 1
+    assert "anju edge" in edge_footprint.render(result)
+    assert not list(tmp_path.iterdir()), "the run's directory was not removed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -142,3 +144,95 @@ def test_age_budget_pauses_when_the_wall_clock_jumps(path):
     now[0] += 30 * 86_400_000  # the clock leaps a month ahead
     assert queue.expire() == 0
     assert queue.depth == 1
+
+
+def on_disk(path: Path) -> list[int]:
+    with sqlite3.connect(path) as other:
+        return [int(r[0]) for r in other.execute("SELECT seq FROM message ORDER BY seq")]
+
+
+def test_ack_of_ranges_deletes_exactly_those_seqs_on_disk(path):
+    queue = DurableQueue(path)
+    seqs = [put(queue, Priority.TELEMETRY if i % 3 else Priority.EVENT, str(i)) for i in range(10)]
+    queue.commit()
+    queue.take_live(0, 100)
+    acked = [[seqs[1], seqs[3]], [seqs[6], seqs[6]], [seqs[9] + 5, seqs[9] + 9]]
+
+    assert queue.ack(Ack(session="s", seq=seqs[6], ranges=acked)) == 4
+    queue.commit()
+
+    left = [s for i, s in enumerate(seqs) if i not in {1, 2, 3, 6}]
+    assert on_disk(path) == left
+    assert queue.depth == len(left)
+    assert queue.ack(Ack(session="s", seq=seqs[6], ranges=acked)) == 0  # a repeat is a no-op
+    assert queue.ack(Ack(session="s", seq=seqs[4])) == 2  # no ranges: everything up to seq
+    queue.commit()
+    assert on_disk(path) == left[2:]
+    queue.close()
+    assert on_disk(path) == left[2:]
+
+
+def test_counters_match_a_recount_through_appends_sends_acks_drops_and_resends(path):
+    queue = DurableQueue(path, max_bytes=64 * 1024, commit_interval_s=3600)
+    seqs = [put(queue, Priority.TELEMETRY, str(i), size=3_000) for i in range(30)]  # some drop
+    assert queue.stats().uncommitted == queue.depth
+    queue.commit()
+    sent = queue.take_live(0, 5)
+    queue.ack(Ack(session="s", seq=sent[1].seq, ranges=[[sent[0].seq, sent[1].seq]]))
+    put(queue, Priority.LIFE_SAFETY, "smoke")
+
+    def recount() -> tuple[int, int]:
+        metas = [m for ms in queue._messages.values() for m in ms.values()]
+        unsent = sum(1 for m in metas if m.committed and m.sent_at is None)
+        return len(metas), unsent
+
+    stats = queue.stats()
+    assert (stats.depth, stats.unsent) == recount()
+    assert stats.uncommitted == 0
+    assert stats.bytes == sum(m.size for ms in queue._messages.values() for m in ms.values())
+    assert queue.oldest_unacked_sent_s() is not None
+    assert queue.resend_unacked() == 3
+    assert queue.oldest_unacked_sent_s() is None
+    assert (queue.stats().depth, queue.stats().unsent) == recount()
+    assert queue.dropped["telemetry"] > 0
+    assert seqs[-1] in queue._messages[Priority.TELEMETRY]
+    queue.close()
+
+
+async def test_a_group_written_on_the_commit_thread_is_sent_only_once_durable(path):
+    queue = DurableQueue(path, commit_interval_s=3600)
+    first = put(queue, Priority.TELEMETRY, "a")
+    assert queue.has_pending
+
+    assert await queue.commit_async()
+
+    assert on_disk(path) == [first]
+    assert seqs_of(queue.take_live(0, 10)) == [first]
+    assert not await queue.commit_async()  # nothing pending
+    queue.close()
+
+
+async def test_a_commit_cancelled_while_writing_still_lands_and_close_waits_for_it(path):
+    queue = DurableQueue(path, commit_interval_s=3600)
+    seqs = [put(queue, Priority.TELEMETRY, str(i)) for i in range(50)]
+    task = asyncio.ensure_future(queue.commit_async())
+    await asyncio.sleep(0)  # the group is on the thread now
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    later = put(queue, Priority.TELEMETRY, "after")
+    queue.close()
+    assert on_disk(path) == [*seqs, later]
+
+
+async def test_a_life_safety_commit_during_a_background_write_keeps_every_line_sorted(path):
+    queue = DurableQueue(path, commit_interval_s=3600)
+    telemetry = [put(queue, Priority.TELEMETRY, str(i)) for i in range(20)]
+    task = asyncio.ensure_future(queue.commit_async())
+    await asyncio.sleep(0)
+    more = put(queue, Priority.TELEMETRY, "more")
+    smoke = put(queue, Priority.LIFE_SAFETY, "smoke")  # commits at once, before the task ends
+    await task
+    assert seqs_of(queue.take_live(0, 100)) == [smoke, *telemetry, more]
+    assert on_disk(path) == [*telemetry, more, smoke]
+    queue.close()

@@ -452,3 +452,52 @@ def test_hour_boundaries_use_whole_hours() -> None:
     # Guards the helpers above: START_MS is midnight UTC.
     assert local_hour(START_MS) == 0
     assert local_hour(START_MS + 15 * HOUR_MS) == 15
+
+
+async def test_on_the_system_clock_routine_readings_are_read_together_with_exact_timestamps() -> (
+    None
+):
+    from device_drivers import SystemClock  # noqa: PLC0415
+    from device_drivers.simulated.driver import ROUTINE_QUANTUM_MS  # noqa: PLC0415
+
+    clock = SystemClock()
+    devices = [{"id": f"th-{i}", "kind": "temp_humidity"} for i in range(20)]
+    driver = SimulatedDriver(make_config(devices, interval_s=1), clock=clock)
+    got: list[tuple[int, int]] = []
+    async with driver:
+        async with asyncio.timeout(10):
+            async for output in driver.outputs():
+                got.append((output.ts_ms, clock.now_ms()))
+                if len(got) == 30:
+                    break
+    stamps = [ts for ts, _ in got]
+    assert stamps == sorted(stamps)
+    # Each device keeps its own phase: timestamps are not rounded to the quantum...
+    assert len({ts % ROUTINE_QUANTUM_MS for ts in stamps}) > 1
+    # ...while deliveries come in groups, at most one quantum late (and some slack for load).
+    assert all(0 <= seen - ts <= ROUTINE_QUANTUM_MS + 200 for ts, seen in got)
+    assert len({seen // ROUTINE_QUANTUM_MS for _, seen in got}) < len(got)
+
+
+async def test_on_the_system_clock_an_incident_is_never_held_for_the_quantum() -> None:
+    from device_drivers import SystemClock  # noqa: PLC0415
+    from device_drivers.simulated.driver import ROUTINE_QUANTUM_MS  # noqa: PLC0415
+
+    clock = SystemClock()
+    devices = [
+        {"id": "th", "kind": "temp_humidity"},
+        {"id": "button", "kind": "emergency_button"},
+    ]
+    scenario = {"incidents": [{"at": "1.013s", "do": "emergency_button", "device": "button"}]}
+    driver = SimulatedDriver(make_config(devices, interval_s=3600, scenario=scenario), clock=clock)
+    async with driver:
+        urgent = min(driver._urgent)
+        # A routine action due just before the incident wakes at the incident, not the grid.
+        routine = next(m for _, _, m in driver._heap if m.next_is_routine())
+        assert driver._wake_at(urgent - 1, routine) == urgent
+        assert driver._wake_at(urgent - 2 * ROUTINE_QUANTUM_MS, routine) % ROUTINE_QUANTUM_MS == 0
+        async with asyncio.timeout(5):
+            async for output in driver.outputs():
+                if isinstance(output, DeviceEvent):
+                    assert output.kind == "emergency.button"
+                    break

@@ -61,7 +61,8 @@ from bench.common import (
 from hub import Hub, HubConfig, InfluxSink, NotifierSettings, SinkBatch, SqliteSink
 from hub.columns import DeviceTable, Readings
 from tests.servers import VictoriaMetrics
-from wire import Channel, decode, decode_data_columns
+from wire import Channel, decode
+from wire.columns import decode_data_columns
 
 
 class _LineSink:
@@ -280,7 +281,7 @@ async def _run(
             "lines_built_in_profile": sink_lines.lines,
             "sqlite_write_cpu_s": round(sqlite_cpu, 3),
         },
-        "stages_s": {k: round(v, 3) for k, v in stages.items()},
+        "stages_s": {k: round(v, 6) for k, v in stages.items()},
         "stages_us_per_reading": {k: round(v / readings * 1e6, 2) for k, v in stages.items()},
         "top_functions": _top(profiler, top),
     }

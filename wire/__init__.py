@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from wire.codec import MAX_PAYLOAD_BYTES, PAYLOAD_BY_CHANNEL, decode, decode_as, encode
-from wire.columns import DataColumns, decode_data_columns
 from wire.errors import DecodeError, TopicError, WireError
 from wire.events import (
     EVENT_SPECS,
@@ -73,7 +72,6 @@ __all__ = [
     "ConfigApplied",
     "ConfigPush",
     "DataBatch",
-    "DataColumns",
     "DecodeError",
     "Event",
     "EventSpec",
@@ -92,7 +90,6 @@ __all__ = [
     "config_version",
     "decode",
     "decode_as",
-    "decode_data_columns",
     "encode",
     "encode_data_batch",
     "is_life_safety",

@@ -9,14 +9,8 @@ import numpy as np
 import orjson
 import pytest
 
-from wire import (
-    MAX_READINGS_PER_BATCH,
-    DataBatch,
-    DataColumns,
-    DecodeError,
-    decode_as,
-    decode_data_columns,
-)
+from wire import MAX_READINGS_PER_BATCH, DataBatch, DecodeError, decode_as
+from wire.columns import DataColumns, decode_data_columns
 
 TS = 1_767_636_000_000
 

@@ -649,16 +649,20 @@ def run_thingsboard(
 
 @contextlib.contextmanager
 def _terminated_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so that every ``finally`` stops its processes."""
+    """SIGTERM and SIGINT unwind as Ctrl-C does, so that every ``finally`` stops its processes.
+
+    SIGINT too: a benchmark started in the background of a shell inherits it ignored.
+    """
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(
